@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One-command set-up for a new Debian machine: system packages, the Python test-tool venv, and the
+# build. Idempotent: re-running only installs what is missing and rebuilds what changed.
+#   scripts/setup.sh            packages + venv + build
+#   SKIP_BUILD=1 scripts/setup.sh   packages + venv only
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+debian_packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libyaml-cpp-dev libcpprest-dev libssl-dev libopenblas-dev nlohmann-json3-dev libpcre2-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev
+  python3 python3-venv kubectl
+)
+
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=(); [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python tools for tests only (parsers and clients we did not write), pinned.
+venv="$root/.venv"
+python=${PYTHON:-python3}
+if [[ ! -x $venv/bin/python ]]; then
+  "$python" -m venv "$venv"
+fi
+if ! cmp -s tools/requirements-test.txt "$venv/.requirements-test.txt"; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tools/requirements-test.txt
+  cp tools/requirements-test.txt "$venv/.requirements-test.txt"
+fi
+
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  build=${BUILD_DIR:-build}
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} \
+    -DKUBEMOE_PYTHON="$venv/bin/python"
+  cmake --build "$build" -j"$(nproc)"
+fi
