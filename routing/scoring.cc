@@ -1,0 +1,44 @@
+#include "routing/scoring.h"
+
+#include <cmath>
+#include <string>
+
+namespace kubemoe::routing {
+
+StatusOr<ScoringFunc> ParseScoringFunc(std::string_view name) {
+  if (name == "softmax") return ScoringFunc::kSoftmax;
+  if (name == "sigmoid") return ScoringFunc::kSigmoid;
+  return InvalidArgument("scoring_func '" + std::string(name) +
+                         "' is not supported: use 'softmax' or 'sigmoid'");
+}
+
+const char* ScoringFuncName(ScoringFunc func) {
+  return func == ScoringFunc::kSoftmax ? "softmax" : "sigmoid";
+}
+
+Status ScoreExperts(ScoringFunc func, const float* logits, int32_t n, float* scores, int64_t row) {
+  float max_logit = logits[0];
+  for (int32_t i = 0; i < n; ++i) {
+    if (!std::isfinite(logits[i])) {
+      return InvalidArgument("gate logits of token " + std::to_string(row) + ", expert " +
+                             std::to_string(i) + " are not finite (" + std::to_string(logits[i]) +
+                             "): the hidden state or the gate weight holds NaN/Inf");
+    }
+    if (logits[i] > max_logit) max_logit = logits[i];
+  }
+  if (func == ScoringFunc::kSigmoid) {
+    for (int32_t i = 0; i < n; ++i) scores[i] = 1.0f / (1.0f + std::exp(-logits[i]));
+    return Status::Ok();
+  }
+  float sum = 0.0f;
+  for (int32_t i = 0; i < n; ++i) {
+    scores[i] = std::exp(logits[i] - max_logit);
+    sum += scores[i];
+  }
+  // sum >= 1 because the max term is exp(0), so the division is safe.
+  const float inv = 1.0f / sum;
+  for (int32_t i = 0; i < n; ++i) scores[i] *= inv;
+  return Status::Ok();
+}
+
+}  // namespace kubemoe::routing
