@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   kubemoe::cli::RegisterMakeModel(app, &exit_code);
   kubemoe::cli::RegisterInspect(app, &exit_code);
+  kubemoe::cli::RegisterGenerate(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

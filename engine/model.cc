@@ -1,0 +1,160 @@
+#include "engine/model.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/rmsnorm.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cpu/swiglu.h"
+#include "model/checkpoint.h"
+
+namespace kubemoe::engine {
+
+Model::Model(ModelConfig config, ModelWeights weights)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      mla_(MlaConstants::FromConfig(config_)),
+      in_process_(config_, &weights_),
+      executor_(&in_process_) {}
+
+StatusOr<std::unique_ptr<Model>> Model::FromWeights(ModelConfig config, ModelWeights weights) {
+  KUBEMOE_RETURN_IF_ERROR(ValidateModelConfig(config));
+  if (static_cast<int64_t>(weights.layers.size()) != config.num_hidden_layers) {
+    return InvalidArgument(
+        "weights hold " + std::to_string(weights.layers.size()) +
+        " layers, config says num_hidden_layers=" + std::to_string(config.num_hidden_layers));
+  }
+  std::unique_ptr<Model> model(new Model(std::move(config), std::move(weights)));
+  const ModelConfig& c = model->config_;
+  model->routers_.resize(static_cast<size_t>(c.num_hidden_layers));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (!c.IsMoeLayer(l)) continue;
+    routing::RouterConfig rc;
+    rc.gate = GateConfigFromModel(c);
+    StatusOr<routing::Router> router = routing::Router::Create(rc);
+    if (!router.ok()) {
+      return Status(router.status().code(), c.source + ": " + router.status().message());
+    }
+    model->routers_[static_cast<size_t>(l)] = std::make_unique<routing::Router>(std::move(*router));
+  }
+  return model;
+}
+
+StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
+  StatusOr<ModelConfig> config = LoadModelConfig(dir);
+  if (!config.ok()) return config.status();
+  StatusOr<Checkpoint> ckpt = Checkpoint::Open(dir);
+  if (!ckpt.ok()) return ckpt.status();
+  StatusOr<ModelWeights> weights = LoadModelWeights(*ckpt, *config);
+  if (!weights.ok()) return weights.status();
+  return FromWeights(std::move(*config), std::move(*weights));
+}
+
+Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions& options,
+                      std::vector<float>* logits) {
+  const ModelConfig& c = config_;
+  const int64_t h = c.hidden_size;
+  const int64_t vocab = c.vocab_size;
+  // Check the batch and lay out its rows.
+  std::vector<SequenceSlice> slices;
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> positions;
+  std::set<const LatentKvCache*> seen;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const SequenceInput& s = seqs[i];
+    const std::string which = "sequence " + std::to_string(i);
+    if (s.cache == nullptr || s.tokens.empty()) {
+      return InvalidArgument(which + " has no cache or no new tokens");
+    }
+    if (!seen.insert(s.cache).second) return InvalidArgument(which + " repeats a cache");
+    if (s.cache->num_layers() != c.num_hidden_layers ||
+        s.cache->row_floats() != LatentKvCache::RowFloats(c)) {
+      return InvalidArgument(which + ": its KV cache was made for another model shape");
+    }
+    const auto n = static_cast<int64_t>(s.tokens.size());
+    if (s.cache->length() + n > s.cache->capacity()) {
+      return InvalidArgument(which + ": " + std::to_string(s.cache->length()) + " cached + " +
+                             std::to_string(n) + " new tokens exceed the cache capacity " +
+                             std::to_string(s.cache->capacity()));
+    }
+    AttentionForm form = n == 1 ? AttentionForm::kAbsorbed : AttentionForm::kDecompressed;
+    if (options.attention == ForwardOptions::Form::kAbsorbed) form = AttentionForm::kAbsorbed;
+    if (options.attention == ForwardOptions::Form::kDecompressed) {
+      form = AttentionForm::kDecompressed;
+    }
+    slices.push_back({s.cache, static_cast<int64_t>(tokens.size()), n, form});
+    for (int64_t j = 0; j < n; ++j) {
+      const int32_t id = s.tokens[static_cast<size_t>(j)];
+      if (id < 0 || id >= vocab) {
+        return InvalidArgument(which + ": token id " + std::to_string(id) +
+                               " is outside the vocabulary (vocab_size " + std::to_string(vocab) +
+                               ")");
+      }
+      tokens.push_back(id);
+      positions.push_back(s.cache->length() + j);
+    }
+  }
+  const auto rows = static_cast<int64_t>(tokens.size());
+
+  // Rotary values of every row's position, shared by all layers.
+  const int64_t half = c.qk_rope_head_dim / 2;
+  std::vector<float> cos(static_cast<size_t>(rows * half));
+  std::vector<float> sin(static_cast<size_t>(rows * half));
+  cpu::RopeCosSin(positions.data(), rows, mla_.inv_freq.data(), half, mla_.cos_sin_scale,
+                  cos.data(), sin.data());
+
+  std::vector<float> hidden(static_cast<size_t>(rows * h));
+  for (int64_t t = 0; t < rows; ++t) {
+    std::copy_n(weights_.embed_tokens.data() + tokens[t] * h, h, hidden.data() + t * h);
+  }
+  std::vector<float> normed(hidden.size());
+  std::vector<float> branch(hidden.size());
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  if (options.routing != nullptr) {
+    options.routing->assign(static_cast<size_t>(c.num_hidden_layers), LayerRouting{});
+  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
+    cpu::RmsNorm(hidden.data(), h, rows, h, lw.input_layernorm.data(), eps, normed.data(), h);
+    MlaForward(c, lw.attn, mla_, l, normed.data(), rows, slices, cos.data(), sin.data(),
+               branch.data());
+    for (size_t i = 0; i < hidden.size(); ++i) hidden[i] += branch[i];
+    cpu::RmsNorm(hidden.data(), h, rows, h, lw.post_attention_layernorm.data(), eps, normed.data(),
+                 h);
+    if (lw.dense_mlp) {
+      const FfnWeights& f = *lw.dense_mlp;
+      std::vector<float> scratch(static_cast<size_t>(cpu::SwiGluScratchFloats(rows, f.inter)));
+      cpu::SwiGluFfn(normed.data(), rows, h, f.inter, f.gate_proj.data(), f.up_proj.data(),
+                     f.down_proj.data(), scratch.data(), branch.data());
+    } else {
+      LayerRouting* trace =
+          options.routing != nullptr ? &(*options.routing)[static_cast<size_t>(l)] : nullptr;
+      KUBEMOE_RETURN_IF_ERROR(MoeForward(c, *lw.moe, *routers_[static_cast<size_t>(l)], *executor_,
+                                         l, normed.data(), rows, branch.data(), trace));
+    }
+    for (size_t i = 0; i < hidden.size(); ++i) hidden[i] += branch[i];
+  }
+  for (const SequenceSlice& s : slices) s.cache->Advance(s.count);
+
+  // Final norm and LM head over the rows whose logits are wanted.
+  std::vector<int64_t> out_rows;
+  if (options.all_logits) {
+    for (int64_t t = 0; t < rows; ++t) out_rows.push_back(t);
+  } else {
+    for (const SequenceSlice& s : slices) out_rows.push_back(s.row + s.count - 1);
+  }
+  const auto n_out = static_cast<int64_t>(out_rows.size());
+  std::vector<float> final_rows(static_cast<size_t>(n_out * h));
+  for (int64_t i = 0; i < n_out; ++i) {
+    cpu::RmsNorm(hidden.data() + out_rows[i] * h, h, 1, h, weights_.norm.data(), eps,
+                 final_rows.data() + i * h, h);
+  }
+  logits->resize(static_cast<size_t>(n_out * vocab));
+  cpu::Linear(final_rows.data(), n_out, h, weights_.output_embedding().data(), vocab,
+              logits->data());
+  return Status::Ok();
+}
+
+}  // namespace kubemoe::engine

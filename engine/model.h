@@ -1,0 +1,85 @@
+// The DeepSeek-V2 forward pass over a batch of sequences on CPU: embedding, decoder layers
+// (RMSNorm, MLA, RMSNorm, dense SwiGLU MLP or DeepSeekMoE, residuals), final norm and LM head.
+//
+//   StatusOr<Model> model = Model::Load("/models/tiny");
+//   LatentKvCache cache(model->config(), 64);
+//   std::vector<int32_t> prompt = {...};
+//   SequenceInput in{&cache, prompt};
+//   std::vector<float> logits;
+//   Status s = model->Forward({&in, 1}, {}, &logits);  // logits of the last prompt token
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/expert_executor.h"
+#include "engine/kv_cache.h"
+#include "engine/mla.h"
+#include "engine/moe.h"
+#include "engine/weights.h"
+#include "model/config.h"
+#include "routing/router.h"
+
+namespace kubemoe::engine {
+
+// New tokens of one sequence; their positions continue from cache->length().
+struct SequenceInput {
+  LatentKvCache* cache = nullptr;
+  std::span<const int32_t> tokens;
+};
+
+struct ForwardOptions {
+  enum class Form { kAuto, kDecompressed, kAbsorbed };
+  // kAuto: absorbed for a sequence with one new token (decode), decompressed otherwise.
+  Form attention = Form::kAuto;
+  // false: logits of each sequence's last new token, [num_sequences x vocab];
+  // true: logits of every new token, in batch order, [total new tokens x vocab].
+  bool all_logits = false;
+  // When not null, receives per layer the routing of every batch row (empty for dense layers).
+  std::vector<LayerRouting>* routing = nullptr;
+};
+
+class Model {
+ public:
+  // Reads config.json and the safetensors weights of `dir` (bf16/f16 converted to f32) and uses
+  // an in-process executor for the routed experts. Errors name the file or tensor.
+  static StatusOr<std::unique_ptr<Model>> Load(const std::string& dir);
+  // From weights already in memory (tests). Errors when the config's gate settings are invalid.
+  static StatusOr<std::unique_ptr<Model>> FromWeights(ModelConfig config, ModelWeights weights);
+
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const MlaConstants& mla_constants() const { return mla_; }
+
+  // Routed experts run through `executor` from now on (nullptr: back to in-process). The
+  // executor must outlive its use.
+  void SetExpertExecutor(ExpertExecutor* executor) {
+    executor_ = executor != nullptr ? executor : &in_process_;
+  }
+
+  // Runs the new tokens of every sequence through the model as one batch, appends their latent
+  // rows to the caches (advancing each by its token count) and writes logits as options say.
+  // InvalidArgument when a sequence has no tokens, a token id is outside the vocabulary, a cache
+  // lacks room or belongs to another shape of model, or a cache appears twice.
+  Status Forward(std::span<const SequenceInput> seqs, const ForwardOptions& options,
+                 std::vector<float>* logits);
+
+ private:
+  Model(ModelConfig config, ModelWeights weights);
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  MlaConstants mla_;
+  std::vector<std::unique_ptr<routing::Router>> routers_;  // per layer; null for dense layers
+  InProcessExpertExecutor in_process_;
+  ExpertExecutor* executor_;
+};
+
+}  // namespace kubemoe::engine
