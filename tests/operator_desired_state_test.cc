@@ -1,0 +1,193 @@
+// Golden-file tests of ComputeDesiredState for the sample MoEModels in manifests/samples/.
+//
+// Every desired object must equal tests/data/operator/golden/<sample>/<kind>-<name>.json (kind in
+// lower case), and no golden file may be left over. After an intended change, regenerate with
+//   KUBEMOE_UPDATE_GOLDEN=1 build-X/tests/operator_desired_state_test
+// and review the diff of tests/data/operator/golden/ before committing it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "operator/api/reconcile.h"
+
+namespace kubemoe::op {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+// YAML -> JSON with YAML 1.2 core-schema scalars: quoted scalars stay strings.
+json ToJson(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      json out = json::object();
+      for (const auto& kv : node) out[kv.first.as<std::string>()] = ToJson(kv.second);
+      return out;
+    }
+    case YAML::NodeType::Sequence: {
+      json out = json::array();
+      for (const auto& item : node) out.push_back(ToJson(item));
+      return out;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& s = node.Scalar();
+      if (node.Tag() == "!") return s;  // quoted
+      if (s == "true") return true;
+      if (s == "false") return false;
+      if (s == "null" || s == "~") return nullptr;
+      int64_t i = 0;
+      if (YAML::convert<int64_t>::decode(node, i)) return i;
+      return s;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+json LoadSample(const std::string& file) {
+  const fs::path path = fs::path(KUBEMOE_SOURCE_DIR) / "manifests" / "samples" / file;
+  json object = ToJson(YAML::LoadFile(path.string()));
+  // What the API server adds; fixed so the golden files are stable.
+  object["metadata"]["namespace"] = "models";
+  object["metadata"]["uid"] = "00000000-0000-4000-8000-000000000001";
+  object["metadata"]["generation"] = 1;
+  return object;
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class GoldenTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GoldenTest, DesiredObjectsMatchGoldenFiles) {
+  const std::string sample = GetParam();
+  StatusOr<MoEModel> model = ParseMoEModel(LoadSample(sample + ".yaml"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  StatusOr<DesiredState> desired = ComputeDesiredState(*model);
+  ASSERT_TRUE(desired.ok()) << desired.status().ToString();
+  ASSERT_EQ(desired->objects.size(), 6u);
+
+  const fs::path dir = fs::path(KUBEMOE_SOURCE_DIR) / "tests/data/operator/golden" / sample;
+  const char* update_env = std::getenv("KUBEMOE_UPDATE_GOLDEN");
+  const bool update = update_env != nullptr && std::string(update_env) == "1";
+  if (update) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+  }
+  std::set<std::string> expected_files;
+  for (const json& object : desired->objects) {
+    std::string kind = object["kind"];
+    for (char& c : kind) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string file = kind + "-" + object["metadata"]["name"].get<std::string>() + ".json";
+    expected_files.insert(file);
+    if (update) {
+      std::ofstream(dir / file) << object.dump(2) << "\n";
+      continue;
+    }
+    ASSERT_TRUE(fs::exists(dir / file)) << "missing golden file " << (dir / file)
+                                        << " (run with KUBEMOE_UPDATE_GOLDEN=1)";
+    json golden = json::parse(ReadFile(dir / file));
+    EXPECT_EQ(object, golden) << "differs from " << (dir / file)
+                              << "; diff:\n" << json::diff(golden, object).dump(2);
+  }
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    EXPECT_TRUE(expected_files.count(entry.path().filename().string()))
+        << "stale golden file " << entry.path();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Samples, GoldenTest,
+                         ::testing::Values("tiny-cpu", "deepseek-v2-lite", "deepseek-v2"),
+                         [](const auto& param_info) {
+                           std::string name = param_info.param;
+                           for (char& c : name) if (c == '-') c = '_';
+                           return name;
+                         });
+
+const json* Find(const DesiredState& d, const std::string& kind) {
+  for (const json& o : d.objects) {
+    if (o["kind"] == kind) return &o;
+  }
+  return nullptr;
+}
+
+// Properties the golden files must have, checked independently of their bytes.
+TEST(DesiredStateTest, TinyObjectsHaveTheContractedShape) {
+  StatusOr<MoEModel> model = ParseMoEModel(LoadSample("tiny-cpu.yaml"));
+  ASSERT_TRUE(model.ok());
+  DesiredState d = *ComputeDesiredState(*model);
+  for (const json& o : d.objects) {
+    const json& owner = o["metadata"]["ownerReferences"][0];
+    EXPECT_EQ(owner["kind"], "MoEModel");
+    EXPECT_EQ(owner["uid"], "00000000-0000-4000-8000-000000000001");
+    EXPECT_EQ(owner["controller"], true);
+    EXPECT_EQ(owner["blockOwnerDeletion"], true);
+    EXPECT_EQ(o["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kubemoe-operator");
+    EXPECT_EQ(o["metadata"]["labels"]["app.kubernetes.io/instance"], "tiny");
+    EXPECT_EQ(o["metadata"]["namespace"], "models");
+  }
+  const json& sts = *Find(d, "StatefulSet");
+  EXPECT_EQ(sts["spec"]["replicas"], 2);
+  const json& worker = sts["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_FALSE(worker["resources"]["limits"].contains("nvidia.com/gpu"));  // CPU sample
+  EXPECT_EQ(sts["spec"]["template"]["metadata"]["annotations"]["kubemoe.io/placement-version"],
+            std::to_string(d.placement.version));
+  const json& cm = *Find(d, "ConfigMap");
+  StatusOr<placement::Placement> from_cm =
+      placement::ParsePlacementYaml(cm["data"]["placement.yaml"].get<std::string>(), "cm");
+  ASSERT_TRUE(from_cm.ok()) << from_cm.status().ToString();
+  EXPECT_EQ(from_cm->version, d.placement.version);
+  EXPECT_EQ(placement::ExpertsOnDevice(*from_cm, 1, 1).front(), 8);
+}
+
+TEST(DesiredStateTest, GpuSampleRequestsOneGpuPerDevice) {
+  StatusOr<MoEModel> model = ParseMoEModel(LoadSample("deepseek-v2-lite.yaml"));
+  ASSERT_TRUE(model.ok());
+  DesiredState d = *ComputeDesiredState(*model);
+  const json& worker = (*Find(d, "StatefulSet"))["spec"]["template"]["spec"]["containers"][0];
+  EXPECT_EQ(worker["resources"]["limits"]["nvidia.com/gpu"], "8");
+  EXPECT_EQ(worker["readinessProbe"]["grpc"]["port"], kWorkerGrpcPort);
+  EXPECT_EQ(worker["volumeMounts"][0]["readOnly"], true);
+}
+
+TEST(DesiredStateTest, ScalingChangesPlacementVersionAndWorkloads) {
+  json object = LoadSample("deepseek-v2.yaml");
+  DesiredState before = *ComputeDesiredState(*ParseMoEModel(object));
+  object["spec"]["experts"]["shards"] = 4;  // what `kubectl scale moe/deepseek-v2 --replicas=4` writes
+  object["spec"]["experts"]["devicesPerShard"] = 2;
+  DesiredState after = *ComputeDesiredState(*ParseMoEModel(object));
+  EXPECT_NE(before.placement.version, after.placement.version);
+  EXPECT_EQ((*Find(after, "StatefulSet"))["spec"]["replicas"], 4);
+  EXPECT_NE((*Find(after, "ConfigMap"))["data"], (*Find(before, "ConfigMap"))["data"]);
+  EXPECT_EQ((*Find(after, "Deployment"))["spec"]["template"]["metadata"]["annotations"]
+                ["kubemoe.io/placement-version"],
+            std::to_string(after.placement.version));
+  // Same spec again: same bytes (pure).
+  DesiredState again = *ComputeDesiredState(*ParseMoEModel(object));
+  EXPECT_EQ(again.objects, after.objects);
+}
+
+TEST(DesiredStateTest, InfeasiblePlacementIsAnError) {
+  json object = LoadSample("tiny-cpu.yaml");
+  object["spec"]["experts"]["shards"] = 16;  // 16 devices, 1 expert each
+  object["spec"]["routing"]["deviceLimit"] = 3;  // 3 x 1 < top-4
+  StatusOr<MoEModel> model = ParseMoEModel(object);
+  EXPECT_THAT(model.status().message(), HasSubstr("spec.routing.deviceLimit (3)"));
+}
+
+}  // namespace
+}  // namespace kubemoe::op
