@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a new machine, as far as kubemoe goes today: set up and build, write the tiny
-# random DeepSeek-V2 checkpoint, and inspect it (and the released DeepSeek-V2 config).
-# Later issues turn this into generating text, then into the local router + workers cluster.
+# random DeepSeek-V2 checkpoint, inspect it, and generate text from it with the single-process
+# CPU engine. (A later issue turns this into the local router + workers cluster.)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -11,3 +11,7 @@ build/kubemoe make-model --preset tiny --out "$out" --seed 1
 build/kubemoe inspect "$out"
 echo
 build/kubemoe inspect tests/data/configs/deepseek-v2.json --vs-deepseek-67b
+echo
+# Random weights: the text is gibberish, but every layer of the model runs.
+build/kubemoe generate --model "$out" --prompt "${PROMPT:-Mixture-of-Experts models route each token}" \
+  --max-tokens "${MAX_TOKENS:-32}" --temperature 0.8 --seed 7
