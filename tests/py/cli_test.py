@@ -1,4 +1,4 @@
-"""End-to-end checks of the `kubemoe` CLI (make-model, inspect), including bad input.
+"""End-to-end checks of the `kubemoe` CLI (make-model, inspect, generate), including bad input.
 
 Run by ctest (test `cli`) with KUBEMOE_BIN pointing at the CLI.
 """
@@ -10,6 +10,7 @@ import sys
 import tempfile
 
 from deepseek_v2_tensors import parameter_count
+from tokenizers import Tokenizer
 
 KUBEMOE = os.environ["KUBEMOE_BIN"]
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +28,91 @@ def check(name, condition, detail=""):
 
 def run(*args):
     return subprocess.run([KUBEMOE, *args], capture_output=True, text=True, timeout=120)
+
+
+def run_bytes(*args):
+    """Like run, but stdout stays bytes so its UTF-8 validity can be checked."""
+    return subprocess.run([KUBEMOE, *args], capture_output=True, timeout=120)
+
+
+def utf8(data):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+# The summary `generate` writes to stderr: prompt/generated counts and two throughput figures.
+GENERATE_SUMMARY = re.compile(r"prompt (\d+) tokens, generated (\d+) \((stop|length)\); "
+                              r"prefill ([0-9.]+) tokens/s, decode ([0-9.]+) tokens/s")
+
+
+def generate(model, prompt, *flags):
+    return run_bytes("generate", "--model", model, "--prompt", prompt, *flags)
+
+
+def check_generate(tiny, tmp):
+    """`kubemoe generate` on the tiny preset: seeded sampling is reproducible, output is UTF-8."""
+    tokenizer = Tokenizer.from_file(os.path.join(tiny, "tokenizer.json"))
+    sampled = ["--max-tokens", "8", "--temperature", "0.8"]
+    first = generate(tiny, "Hello", *sampled, "--seed", "3")
+    second = generate(tiny, "Hello", *sampled, "--seed", "3")
+    check("generate seeded exit", first.returncode == 0 and second.returncode == 0,
+          first.stderr + second.stderr)
+    check("generate same seed, same stdout", first.stdout == second.stdout and first.stdout,
+          (first.stdout, second.stdout))
+    # Sampling really depends on the seed: over several seeds not every output is the same.
+    others = {generate(tiny, "Hello", *sampled, "--seed", str(s)).stdout for s in (4, 5, 6, 7)}
+    check("generate seed matters", len(others | {first.stdout}) > 1, others)
+
+    greedy = generate(tiny, "Hello", "--max-tokens", "8", "--temperature", "0", "--seed", "1")
+    text = utf8(greedy.stdout)
+    check("generate greedy exit", greedy.returncode == 0, greedy.stderr)
+    check("generate greedy valid UTF-8", text is not None, greedy.stdout)
+    check("generate echoes prompt", text is not None and text.startswith("Hello"), text)
+    # Greedy ignores the seed.
+    greedy2 = generate(tiny, "Hello", "--max-tokens", "8", "--temperature", "0", "--seed", "2")
+    check("generate greedy seed-independent", greedy.stdout == greedy2.stdout,
+          (greedy.stdout, greedy2.stdout))
+    summary = GENERATE_SUMMARY.search(greedy.stderr.decode("utf-8", "replace"))
+    check("generate summary line", summary is not None, greedy.stderr)
+    if summary:
+        prompt_tokens, generated, finish, prefill, decode = summary.groups()
+        expected = len(tokenizer.encode("Hello").ids)
+        check("generate prompt tokens", int(prompt_tokens) == expected,
+              (prompt_tokens, expected))
+        check("generate at most max-tokens", int(generated) <= 8
+              and (finish == "stop" or int(generated) == 8), summary.group(0))
+        # Decode steps exist only after the first sampled token.
+        check("generate tokens/s positive",
+              float(prefill) > 0 and (float(decode) > 0 or int(generated) <= 1), summary.group(0))
+
+    # CJK and emoji in the prompt: echoed byte for byte, encoded as the tokenizer does.
+    wide = "你好，世界 🌍🚀 テスト"
+    out = generate(tiny, wide, "--max-tokens", "6", "--temperature", "0")
+    text = utf8(out.stdout)
+    check("generate CJK+emoji exit", out.returncode == 0, out.stderr)
+    check("generate CJK+emoji UTF-8", text is not None and text.startswith(wide), out.stdout)
+    summary = GENERATE_SUMMARY.search(out.stderr.decode("utf-8", "replace"))
+    expected = len(tokenizer.encode(wide).ids)
+    check("generate CJK+emoji prompt tokens",
+          summary is not None and int(summary.group(1)) == expected, (out.stderr, expected))
+
+    # Bad input: a clear message naming the problem, non-zero exit.
+    out = generate(tiny, "Hello", "--max-tokens", "0")
+    err = out.stderr.decode("utf-8", "replace")
+    check("generate --max-tokens 0", out.returncode != 0 and "--max-tokens" in err,
+          (out.returncode, err))
+    missing = os.path.join(tmp, "no-such-model")
+    out = generate(missing, "Hello")
+    err = out.stderr.decode("utf-8", "replace")
+    check("generate missing --model", out.returncode != 0 and missing in err, (out.returncode, err))
+    empty = os.path.join(tmp, "empty-model")
+    os.makedirs(empty)
+    out = generate(empty, "Hello")
+    err = out.stderr.decode("utf-8", "replace")
+    check("generate model dir without files", out.returncode != 0 and "tokenizer.json" in err,
+          (out.returncode, err))
 
 
 def grouped(n):
@@ -58,6 +144,7 @@ with tempfile.TemporaryDirectory() as tmp:
     check("inspect tiny", out.returncode == 0 and "all match the config" in out.stdout,
           out.stdout + out.stderr)
     check("inspect tiny bf16", re.search(r"BF16 x\d+", out.stdout) is not None, out.stdout)
+    check_generate(tiny, tmp)  # before the checkpoint is truncated below
 
     # A custom config through --config: no q_lora, tied embeddings, greedy routing.
     with open(os.path.join(tiny, "config.json")) as f:

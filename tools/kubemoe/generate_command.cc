@@ -1,5 +1,6 @@
 // `kubemoe generate`: runs the single-process CPU engine on one prompt and streams the text.
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -109,8 +110,12 @@ void RegisterGenerate(CLI::App& app, int* exit_code) {
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--prompt", flags->prompt, "Prompt text")->required();
-  cmd->add_option("--max-tokens", flags->max_tokens, "New tokens at most")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-tokens", flags->max_tokens, "New tokens at most (>= 1)")
+      ->check([](const std::string& v) {
+        // CLI11's PositiveNumber message prints the double range; say plainly what is wrong.
+        return std::strtoll(v.c_str(), nullptr, 10) >= 1 ? std::string()
+                                                         : "must be at least 1, got " + v;
+      });
   cmd->add_option("--temperature", flags->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", flags->top_p, "Nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--top-k", flags->top_k, "Keep the K most likely tokens (0 = all)")
