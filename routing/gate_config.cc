@@ -5,13 +5,6 @@
 
 namespace kubemoe::routing {
 
-StatusOr<TopkMethod> ParseTopkMethod(std::string_view name) {
-  if (name == "greedy") return TopkMethod::kGreedy;
-  if (name == "group_limited_greedy") return TopkMethod::kGroupLimitedGreedy;
-  return InvalidArgument("topk_method '" + std::string(name) +
-                         "' is not supported: use 'greedy' or 'group_limited_greedy'");
-}
-
 const char* TopkMethodName(TopkMethod method) {
   return method == TopkMethod::kGreedy ? "greedy" : "group_limited_greedy";
 }

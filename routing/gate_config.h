@@ -15,9 +15,7 @@ enum class TopkMethod {
   kGroupLimitedGreedy,  // DeepSeek-V2: best topk_group groups by max expert score, then top-K
 };
 
-// Parses "greedy" or "group_limited_greedy"; anything else (including the original code's
-// default "gready") is InvalidArgument naming `topk_method`.
-StatusOr<TopkMethod> ParseTopkMethod(std::string_view name);
+// (config.json is parsed once, in model/config.cc; the engine maps ModelConfig onto GateConfig.)
 const char* TopkMethodName(TopkMethod method);
 
 struct GateConfig {

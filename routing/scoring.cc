@@ -5,13 +5,6 @@
 
 namespace kubemoe::routing {
 
-StatusOr<ScoringFunc> ParseScoringFunc(std::string_view name) {
-  if (name == "softmax") return ScoringFunc::kSoftmax;
-  if (name == "sigmoid") return ScoringFunc::kSigmoid;
-  return InvalidArgument("scoring_func '" + std::string(name) +
-                         "' is not supported: use 'softmax' or 'sigmoid'");
-}
-
 const char* ScoringFuncName(ScoringFunc func) {
   return func == ScoringFunc::kSoftmax ? "softmax" : "sigmoid";
 }

@@ -11,8 +11,6 @@ namespace kubemoe::routing {
 // How logits become scores (config.json `scoring_func`). DeepSeek-V2 uses softmax.
 enum class ScoringFunc { kSoftmax, kSigmoid };
 
-// Parses "softmax" or "sigmoid"; anything else is InvalidArgument naming `scoring_func`.
-StatusOr<ScoringFunc> ParseScoringFunc(std::string_view name);
 const char* ScoringFuncName(ScoringFunc func);
 
 // Writes scores[i] for the n logits of one token, in fp32.

@@ -62,17 +62,6 @@ TEST(RoutingScoring, RejectsNonFiniteLogitsNamingTheToken) {
   }
 }
 
-TEST(RoutingScoring, ParsesNames) {
-  EXPECT_EQ(*ParseScoringFunc("softmax"), ScoringFunc::kSoftmax);
-  EXPECT_EQ(*ParseScoringFunc("sigmoid"), ScoringFunc::kSigmoid);
-  EXPECT_FALSE(ParseScoringFunc("Softmax").ok());
-  EXPECT_EQ(*ParseTopkMethod("greedy"), TopkMethod::kGreedy);
-  EXPECT_EQ(*ParseTopkMethod("group_limited_greedy"), TopkMethod::kGroupLimitedGreedy);
-  const auto gready = ParseTopkMethod("gready");
-  ASSERT_FALSE(gready.ok());
-  EXPECT_NE(gready.status().message().find("topk_method"), std::string::npos);
-}
-
 TEST(RoutingTopK, HigherScoreFirst) {
   const std::vector<float> s = {0.1f, 0.7f, 0.3f, 0.9f, 0.5f};
   std::vector<int32_t> out(3);
