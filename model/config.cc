@@ -285,7 +285,7 @@ StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_v
   json root;
   try {
     root = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers too large for a double
     return InvalidArgument(config.source + ": not valid JSON: " + e.what());
   }
   if (!root.is_object()) return InvalidArgument(config.source + ": must hold a JSON object");

@@ -340,11 +340,14 @@ Status ReadPostProcessor(const Context& ctx, const json& processor, const std::s
       return ctx.Invalid(item,
                          "special token '" + name + "' is not in " + field + ".special_tokens");
     }
-    const json& ids = (*specials)[name]["ids"];
-    if (!ids.is_array()) {
+    // find(), not operator[]: on a const json a missing key is undefined behaviour (the fuzzer
+    // found a use-after-free here).
+    const json& special = (*specials)[name];
+    const auto ids_it = special.is_object() ? special.find("ids") : special.end();
+    if (!special.is_object() || ids_it == special.end() || !ids_it->is_array()) {
       return ctx.Invalid(field + ".special_tokens['" + name + "'].ids", "missing or not an array");
     }
-    for (const json& id_json : ids) {
+    for (const json& id_json : *ids_it) {
       int32_t id = 0;
       KUBEMOE_RETURN_IF_ERROR(
           ReadId(ctx, id_json, field + ".special_tokens['" + name + "'].ids", &id));
