@@ -51,6 +51,18 @@ std::vector<int32_t> Prompt(int64_t seq, int64_t vocab) {
   return p;
 }
 
+// Fresh caches of `capacity` tokens and one input per prompt, ready for a prefill Forward.
+void MakeInputs(const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts,
+                int64_t capacity, std::vector<std::unique_ptr<LatentKvCache>>* caches,
+                std::vector<SequenceInput>* in) {
+  caches->clear();
+  in->clear();
+  for (const auto& prompt : prompts) {
+    caches->push_back(std::make_unique<LatentKvCache>(c, capacity));
+    in->push_back({caches->back().get(), prompt});
+  }
+}
+
 void BM_Prefill(benchmark::State& state) {
   std::string error;
   Model* model = SharedModel(&error);
@@ -67,10 +79,7 @@ void BM_Prefill(benchmark::State& state) {
     state.PauseTiming();
     std::vector<std::unique_ptr<LatentKvCache>> caches;
     std::vector<SequenceInput> in;
-    for (int64_t s = 0; s < batch; ++s) {
-      caches.push_back(std::make_unique<LatentKvCache>(c, kPrompt));
-      in.push_back({caches.back().get(), prompts[static_cast<size_t>(s)]});
-    }
+    MakeInputs(c, prompts, kPrompt, &caches, &in);
     state.ResumeTiming();
     Status st = model->Forward(in, {}, &logits);
     if (!st.ok()) state.SkipWithError(st.ToString().c_str());
@@ -94,10 +103,7 @@ void BM_Decode(benchmark::State& state) {
     state.PauseTiming();
     std::vector<std::unique_ptr<LatentKvCache>> caches;
     std::vector<SequenceInput> in;
-    for (int64_t s = 0; s < batch; ++s) {
-      caches.push_back(std::make_unique<LatentKvCache>(c, kPrompt + kDecodeSteps));
-      in.push_back({caches.back().get(), prompts[static_cast<size_t>(s)]});
-    }
+    MakeInputs(c, prompts, kPrompt + kDecodeSteps, &caches, &in);
     Status st = model->Forward(in, {}, &logits);
     state.ResumeTiming();
     std::vector<int32_t> next(static_cast<size_t>(batch), 1);
