@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "model/safetensors_writer.h"
+#include "tests/temp_dir.h"
 
 namespace kubemoe {
 namespace {
@@ -25,20 +26,6 @@ using ::testing::HasSubstr;
 
 const std::string kSharded = std::string(KUBEMOE_SOURCE_DIR) + "/tests/data/safetensors/sharded";
 const std::string kFixtures = std::string(KUBEMOE_SOURCE_DIR) + "/tests/data/safetensors/";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "ckpt_test_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // A private copy of the sharded fixture that a test may damage.
 void CopySharded(const TempDir& dir) {

@@ -17,24 +17,13 @@
 #include "engine/model.h"
 #include "model/presets.h"
 #include "model/random_checkpoint.h"
+#include "tests/temp_dir.h"
 
 namespace kubemoe::engine::testing {
 
+using ::kubemoe::TempDir;
+
 // A temporary directory removed on destruction.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "kubemoe_engine_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 inline std::string TestTokenizerJson() {
   std::ifstream in(std::string(KUBEMOE_SOURCE_DIR) + "/tests/data/tokenizer/tokenizer.json");
   std::stringstream s;

@@ -17,6 +17,7 @@
 
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
+#include "tests/temp_dir.h"
 
 namespace kubemoe {
 namespace {
@@ -26,27 +27,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 const std::string kFixtures = std::string(KUBEMOE_SOURCE_DIR) + "/tests/data/safetensors/";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "stw_test_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-  std::vector<std::string> Listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_))
-      names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  std::string path_;
-};
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
