@@ -19,6 +19,8 @@ enum class StatusCode {
   kUnavailable,      // a peer or resource cannot be reached now
   kInternal,
   kUnimplemented,
+  kDeadlineExceeded,   // a peer did not answer in time
+  kResourceExhausted,  // a bounded queue or budget is full; retry later
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -49,6 +51,12 @@ inline Status FailedPrecondition(std::string m) {
 }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status DeadlineExceeded(std::string m) {
+  return {StatusCode::kDeadlineExceeded, std::move(m)};
+}
+inline Status ResourceExhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
 
 // A value or the error that prevented it. REQUIRES: value() only when ok().
 template <typename T>
