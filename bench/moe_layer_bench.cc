@@ -28,6 +28,7 @@
 #include "engine/weights.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/swiglu.h"
+#include "layers/grouped_experts.h"
 #include "model/config.h"
 #include "routing/router.h"
 
@@ -83,8 +84,8 @@ FfnWeights MakeFfn(int64_t inter, uint64_t seed) {
   return f;
 }
 
-// Runs routed experts like InProcessExpertExecutor (tokens bucketed by expert id, one SwiGLU
-// over each expert's tokens) but reads expert e's weights from pool[e % kPool]: 160 full-size
+// Runs routed experts like InProcessExpertExecutor (layers::RunRoutedExperts: tokens bucketed by
+// expert id, one SwiGLU over each expert's tokens) but reads expert e's weights from pool[e % kPool]: 160 full-size
 // experts would need 160 x 3 x 1536 x 5120 x 4 B = 15 GB. This is representative of the real
 // layer: buckets stay keyed by the real id, so every token still runs its 6 distinct experts as
 // full-size matrix products with the same per-expert token counts (the same GEMM shapes and
@@ -95,47 +96,23 @@ class PooledExpertExecutor final : public ExpertExecutor {
  public:
   explicit PooledExpertExecutor(const std::vector<FfnWeights>* pool) : pool_(pool) {}
 
-  Status Run(int64_t /*layer*/, std::span<const float> hidden, int64_t num_tokens,
-             std::span<const int32_t> expert_ids, std::span<const float> weights, int32_t top_k,
-             std::span<float> out) override {
-    const int64_t pairs = num_tokens * top_k;
-    std::vector<int64_t> offsets(kExperts + 1, 0);
-    for (int64_t p = 0; p < pairs; ++p) {
-      const int32_t e = expert_ids[static_cast<size_t>(p)];
-      if (e < 0 || e >= kExperts) return InvalidArgument("expert id " + std::to_string(e));
-      ++offsets[static_cast<size_t>(e) + 1];
-    }
-    for (int32_t e = 0; e < kExperts; ++e) offsets[e + 1] += offsets[e];
-    std::vector<int64_t> order(static_cast<size_t>(pairs));
-    std::vector<int64_t> fill(offsets.begin(), offsets.end() - 1);
-    for (int64_t p = 0; p < pairs; ++p) order[fill[expert_ids[p]]++] = p;
-    std::fill(out.begin(), out.begin() + num_tokens * kHidden, 0.0f);
-    int64_t max_tokens = 0;
-    for (int32_t e = 0; e < kExperts; ++e)
-      max_tokens = std::max(max_tokens, offsets[e + 1] - offsets[e]);
-    std::vector<float> x(static_cast<size_t>(max_tokens * kHidden));
-    std::vector<float> y(static_cast<size_t>(max_tokens * kHidden));
-    std::vector<float> scratch(static_cast<size_t>(cpu::SwiGluScratchFloats(max_tokens, kInter)));
-    for (int32_t e = 0; e < kExperts; ++e) {
-      const int64_t begin = offsets[e];
-      const int64_t n = offsets[e + 1] - begin;
-      if (n == 0) continue;
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t t = order[begin + i] / top_k;
-        std::copy_n(hidden.data() + t * kHidden, kHidden, x.data() + i * kHidden);
+  StatusOr<std::unique_ptr<PendingExperts>> Dispatch(const ExpertDispatch& d) override {
+    struct Pending final : PendingExperts {
+      const std::vector<FfnWeights>* pool;
+      ExpertDispatch d;
+      Status Combine(float* out) override {
+        std::vector<float> routed(static_cast<size_t>(d.routes->num_tokens() * d.hidden_size));
+        KUBEMOE_RETURN_IF_ERROR(layers::RunRoutedExperts(
+            [this](int32_t e) { return e >= 0 && e < kExperts ? &(*pool)[e % kPool] : nullptr; },
+            d.hidden_size, d.hidden, *d.routes, routed.data()));
+        for (size_t i = 0; i < routed.size(); ++i) out[i] += routed[i];
+        return Status::Ok();
       }
-      const FfnWeights& f = (*pool_)[static_cast<size_t>(e % kPool)];
-      cpu::SwiGluFfn(x.data(), n, kHidden, kInter, f.gate_proj.data(), f.up_proj.data(),
-                     f.down_proj.data(), scratch.data(), y.data());
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t p = order[begin + i];
-        const float g = weights[static_cast<size_t>(p)];
-        float* dst = out.data() + (p / top_k) * kHidden;
-        const float* src = y.data() + i * kHidden;
-        for (int64_t j = 0; j < kHidden; ++j) dst[j] += g * src[j];
-      }
-    }
-    return Status::Ok();
+    };
+    auto p = std::make_unique<Pending>();
+    p->pool = pool_;
+    p->d = d;
+    return std::unique_ptr<PendingExperts>(std::move(p));
   }
 
  private:

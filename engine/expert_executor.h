@@ -1,46 +1,62 @@
-// Where routed experts run. The MoE layer hands the executor a layer's tokens with their selected
-// experts and gate weights; the in-process executor runs them here, and a remote executor (the
-// router's gRPC dispatch to expert-shard workers) implements the same call.
+// Where routed experts run: a dispatch/combine pair over one MoE layer's ragged routes.
+//
+// The MoE layer routes its tokens, calls Dispatch (which starts the routed experts: in this
+// process, or as one RPC per destination shard), runs the shared experts meanwhile, and then
+// calls Combine, which waits for the routed experts and adds their weighted outputs. So a remote
+// executor overlaps the shared experts with the routed experts in flight.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
-#include <span>
+#include <memory>
 
 #include "common/status.h"
-#include "engine/weights.h"
-#include "model/config.h"
+#include "layers/expert_store.h"
+#include "layers/routes.h"
 
 namespace kubemoe::engine {
+
+// One layer's routed-expert step. The pointed-to data must stay valid until Combine returns or
+// the PendingExperts is destroyed.
+struct ExpertDispatch {
+  int64_t layer = 0;  // decoder layer index (a MoE layer)
+  // Placement the routes were computed with (0 = none); a worker on another version refuses.
+  uint64_t placement_version = 0;
+  const float* hidden = nullptr;  // [routes->num_tokens() x hidden_size], post-attention-normed
+  int64_t hidden_size = 0;
+  const layers::RaggedRoutes* routes = nullptr;
+  // The step fails with DeadlineExceeded when its experts have not answered by then.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+// Routed experts in flight.
+class PendingExperts {
+ public:
+  virtual ~PendingExperts() = default;
+  // Waits for the routed experts (at most until the deadline) and ADDS, for every token t,
+  //   sum over its routes r of weights[r] * Expert_{expert_ids[r]}(hidden[t])
+  // to out [num_tokens x hidden_size]. Called at most once. On error out is unspecified.
+  virtual Status Combine(float* out) = 0;
+};
 
 class ExpertExecutor {
  public:
   virtual ~ExpertExecutor() = default;
-
-  // For each of num_tokens rows of hidden [num_tokens x hidden_size], writes
-  //   out[t] = sum_j weights[t * top_k + j] * Expert_{layer, expert_ids[t * top_k + j]}(hidden[t])
-  // to out [num_tokens x hidden_size] (overwriting it). Expert(x) is the SwiGLU MLP
-  // down(silu(gate(x)) * up(x)). Returns an error (out unspecified) when an expert is not
-  // available to this executor or a transport fails.
-  virtual Status Run(int64_t layer, std::span<const float> hidden, int64_t num_tokens,
-                     std::span<const int32_t> expert_ids, std::span<const float> weights,
-                     int32_t top_k, std::span<float> out) = 0;
+  // Starts the routed experts of `dispatch`. Errors: a route to an expert this executor cannot
+  // reach, or a transport that cannot start.
+  virtual StatusOr<std::unique_ptr<PendingExperts>> Dispatch(const ExpertDispatch& dispatch) = 0;
 };
 
-// Runs every routed expert of the model in this process, from weights the caller keeps alive.
-// Tokens are grouped per expert so each expert runs as three matrix products over its tokens.
+// Runs routed experts in this process from an ExpertStore, when Combine is called.
 class InProcessExpertExecutor final : public ExpertExecutor {
  public:
-  // REQUIRES: weights outlives the executor and holds the routed experts of every MoE layer.
-  InProcessExpertExecutor(const ModelConfig& config, const ModelWeights* weights)
-      : config_(config), weights_(weights) {}
+  // REQUIRES: store outlives the executor.
+  explicit InProcessExpertExecutor(const layers::ExpertStore* store) : store_(store) {}
 
-  Status Run(int64_t layer, std::span<const float> hidden, int64_t num_tokens,
-             std::span<const int32_t> expert_ids, std::span<const float> weights, int32_t top_k,
-             std::span<float> out) override;
+  StatusOr<std::unique_ptr<PendingExperts>> Dispatch(const ExpertDispatch& dispatch) override;
 
  private:
-  const ModelConfig& config_;
-  const ModelWeights* weights_;
+  const layers::ExpertStore* store_;
 };
 
 }  // namespace kubemoe::engine

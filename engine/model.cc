@@ -16,7 +16,7 @@ Model::Model(ModelConfig config, ModelWeights weights)
     : config_(std::move(config)),
       weights_(std::move(weights)),
       mla_(MlaConstants::FromConfig(config_)),
-      in_process_(config_, &weights_),
+      in_process_(&weights_.routed_experts),
       executor_(&in_process_) {}
 
 StatusOr<std::unique_ptr<Model>> Model::FromWeights(ModelConfig config, ModelWeights weights) {
@@ -28,26 +28,44 @@ StatusOr<std::unique_ptr<Model>> Model::FromWeights(ModelConfig config, ModelWei
   }
   std::unique_ptr<Model> model(new Model(std::move(config), std::move(weights)));
   const ModelConfig& c = model->config_;
-  model->routers_.resize(static_cast<size_t>(c.num_hidden_layers));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (!c.IsMoeLayer(l)) continue;
-    routing::RouterConfig rc;
-    rc.gate = GateConfigFromModel(c);
-    StatusOr<routing::Router> router = routing::Router::Create(rc);
-    if (!router.ok()) {
-      return Status(router.status().code(), c.source + ": " + router.status().message());
-    }
-    model->routers_[static_cast<size_t>(l)] = std::make_unique<routing::Router>(std::move(*router));
-  }
+  // The model's own gate settings on every MoE layer, no placement: model-faithful routing.
+  routing::RouterConfig faithful;
+  faithful.gate = GateConfigFromModel(c);
+  Status s = model->ConfigureRouting(
+      std::vector<routing::RouterConfig>(static_cast<size_t>(c.num_hidden_layers), faithful), 0);
+  if (!s.ok()) return Status(s.code(), c.source + ": " + s.message());
   return model;
 }
 
-StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir) {
+Status Model::ConfigureRouting(const std::vector<routing::RouterConfig>& by_layer,
+                               uint64_t placement_version) {
+  const ModelConfig& c = config_;
+  if (static_cast<int64_t>(by_layer.size()) != c.num_hidden_layers) {
+    return InvalidArgument("routing configured for " + std::to_string(by_layer.size()) +
+                           " layers, the model has " + std::to_string(c.num_hidden_layers));
+  }
+  std::vector<std::unique_ptr<routing::Router>> routers(static_cast<size_t>(c.num_hidden_layers));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (!c.IsMoeLayer(l)) continue;
+    StatusOr<routing::Router> router = routing::Router::Create(by_layer[static_cast<size_t>(l)]);
+    if (!router.ok()) {
+      return Status(router.status().code(),
+                    "layer " + std::to_string(l) + ": " + router.status().message());
+    }
+    routers[static_cast<size_t>(l)] = std::make_unique<routing::Router>(std::move(*router));
+  }
+  routers_ = std::move(routers);
+  placement_version_ = placement_version;
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const LoadOptions& options) {
   StatusOr<ModelConfig> config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
   StatusOr<Checkpoint> ckpt = Checkpoint::Open(dir);
   if (!ckpt.ok()) return ckpt.status();
-  StatusOr<ModelWeights> weights = LoadModelWeights(*ckpt, *config);
+  StatusOr<ModelWeights> weights =
+      LoadModelWeights(*ckpt, *config, options.load_routed_experts);
   if (!weights.ok()) return weights.status();
   return FromWeights(std::move(*config), std::move(*weights));
 }
@@ -131,8 +149,11 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
     } else {
       LayerRouting* trace =
           options.routing != nullptr ? &(*options.routing)[static_cast<size_t>(l)] : nullptr;
+      MoeStepOptions step;
+      step.placement_version = placement_version_;
+      step.deadline = options.deadline;
       KUBEMOE_RETURN_IF_ERROR(MoeForward(c, *lw.moe, *routers_[static_cast<size_t>(l)], *executor_,
-                                         l, normed.data(), rows, branch.data(), trace));
+                                         l, normed.data(), rows, branch.data(), trace, step));
     }
     for (size_t i = 0; i < hidden.size(); ++i) hidden[i] += branch[i];
   }

@@ -9,6 +9,7 @@
 //   Status s = model->Forward({&in, 1}, {}, &logits);  // logits of the last prompt token
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -41,13 +42,21 @@ struct ForwardOptions {
   bool all_logits = false;
   // When not null, receives per layer the routing of every batch row (empty for dense layers).
   std::vector<LayerRouting>* routing = nullptr;
+  // Every MoE layer's routed experts must answer by then (DeadlineExceeded otherwise).
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+struct LoadOptions {
+  // false on a router: routed experts run on expert-shard workers and are not read at all.
+  bool load_routed_experts = true;
 };
 
 class Model {
  public:
   // Reads config.json and the safetensors weights of `dir` (bf16/f16 converted to f32) and uses
   // an in-process executor for the routed experts. Errors name the file or tensor.
-  static StatusOr<std::unique_ptr<Model>> Load(const std::string& dir);
+  static StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
+                                               const LoadOptions& options = {});
   // From weights already in memory (tests). Errors when the config's gate settings are invalid.
   static StatusOr<std::unique_ptr<Model>> FromWeights(ModelConfig config, ModelWeights weights);
 
@@ -64,6 +73,18 @@ class Model {
     executor_ = executor != nullptr ? executor : &in_process_;
   }
 
+  // Replaces the routing of every MoE layer: by_layer[l] for decoder layer l (entries of dense
+  // layers are ignored) carries the gate settings, the layer's placement and the device limit;
+  // placement_version goes out with every dispatch. Checks every config (Router::Create) before
+  // changing anything; InvalidArgument names the layer. Not thread-safe with Forward.
+  Status ConfigureRouting(const std::vector<routing::RouterConfig>& by_layer,
+                          uint64_t placement_version);
+  // The routing of MoE layer `layer`. REQUIRES: config().IsMoeLayer(layer).
+  const routing::Router& router(int64_t layer) const {
+    return *routers_[static_cast<size_t>(layer)];
+  }
+  uint64_t placement_version() const { return placement_version_; }
+
   // Runs the new tokens of every sequence through the model as one batch, appends their latent
   // rows to the caches (advancing each by its token count) and writes logits as options say.
   // InvalidArgument when a sequence has no tokens, a token id is outside the vocabulary, a cache
@@ -78,6 +99,7 @@ class Model {
   ModelWeights weights_;
   MlaConstants mla_;
   std::vector<std::unique_ptr<routing::Router>> routers_;  // per layer; null for dense layers
+  uint64_t placement_version_ = 0;
   InProcessExpertExecutor in_process_;
   ExpertExecutor* executor_;
 };

@@ -1,8 +1,9 @@
 // The DeepSeekMoE feed-forward of one layer: fp32 gate logits -> routing (routing/ module) ->
-// routed experts through an ExpertExecutor, weighted by the gate weights, plus the shared
-// experts (one SwiGLU MLP of intermediate moe_intermediate_size x n_shared_experts).
+// routed experts dispatched through an ExpertExecutor while the shared experts (one SwiGLU MLP of
+// intermediate moe_intermediate_size x n_shared_experts) run here, then combined.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -17,17 +18,26 @@ namespace kubemoe::engine {
 // The routing settings the model was trained with, from its config.
 routing::GateConfig GateConfigFromModel(const ModelConfig& config);
 
-// What routing chose for a batch at one layer (for tests and fixtures): [rows x top_k].
+// What routing chose for a batch at one layer: [rows x top_k] each.
 struct LayerRouting {
   std::vector<int32_t> expert_ids;
   std::vector<float> weights;
+  std::vector<int32_t> devices;  // global device per selected expert; empty without a placement
+  // [rows]: 1 where a device-limited selection differs (as a set) from the model-faithful one;
+  // empty without a device limit.
+  std::vector<uint8_t> differs_from_model;
+};
+
+struct MoeStepOptions {
+  uint64_t placement_version = 0;  // passed to the executor with the routes
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 // out [rows x hidden] = routed experts + shared experts for x [rows x hidden] (already
 // post-attention-normed). When `routing_out` is not null the selection is copied there.
-// Errors come from routing (non-finite logits) or the executor.
+// Errors come from routing (non-finite logits) or the executor, prefixed with the layer.
 Status MoeForward(const ModelConfig& config, const MoeWeights& w, const routing::Router& router,
                   ExpertExecutor& executor, int64_t layer, const float* x, int64_t rows, float* out,
-                  LayerRouting* routing_out = nullptr);
+                  LayerRouting* routing_out = nullptr, const MoeStepOptions& options = {});
 
 }  // namespace kubemoe::engine

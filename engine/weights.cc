@@ -3,52 +3,9 @@
 #include <utility>
 
 namespace kubemoe::engine {
-namespace {
 
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  }
-  return s + "]";
-}
-
-}  // namespace
-
-StatusOr<std::vector<float>> ReadTensor(const Checkpoint& ckpt, const std::string& name,
-                                        const std::vector<int64_t>& shape) {
-  if (!ckpt.Has(name)) {
-    return NotFound("checkpoint " + ckpt.dir() + " has no tensor " + name + " (expected shape " +
-                    ShapeString(shape) + ")");
-  }
-  StatusOr<TensorInfo> info = ckpt.Info(name);
-  if (!info.ok()) return info.status();
-  std::vector<int64_t> have(info->shape.begin(), info->shape.end());
-  if (have != shape) {
-    return InvalidArgument("checkpoint " + ckpt.dir() + ": tensor " + name + " has shape " +
-                           ShapeString(have) + ", the config implies " + ShapeString(shape));
-  }
-  return ckpt.ReadFloat(name);
-}
-
-StatusOr<FfnWeights> LoadFfn(const Checkpoint& ckpt, const std::string& prefix, int64_t hidden,
-                             int64_t inter) {
-  FfnWeights ffn;
-  ffn.inter = inter;
-  auto gate = ReadTensor(ckpt, prefix + ".gate_proj.weight", {inter, hidden});
-  if (!gate.ok()) return gate.status();
-  auto up = ReadTensor(ckpt, prefix + ".up_proj.weight", {inter, hidden});
-  if (!up.ok()) return up.status();
-  auto down = ReadTensor(ckpt, prefix + ".down_proj.weight", {hidden, inter});
-  if (!down.ok()) return down.status();
-  ffn.gate_proj = std::move(*gate);
-  ffn.up_proj = std::move(*up);
-  ffn.down_proj = std::move(*down);
-  return ffn;
-}
-
-StatusOr<LayerWeights> LoadLayerWeights(const Checkpoint& ckpt, const ModelConfig& c, int64_t layer,
-                                        bool load_routed_experts) {
+StatusOr<LayerWeights> LoadLayerWeights(const Checkpoint& ckpt, const ModelConfig& c,
+                                        int64_t layer) {
   const std::string p = "model.layers." + std::to_string(layer) + ".";
   const int64_t h = c.hidden_size;
   const int64_t heads = c.num_attention_heads;
@@ -88,15 +45,6 @@ StatusOr<LayerWeights> LoadLayerWeights(const Checkpoint& ckpt, const ModelConfi
   } else {
     MoeWeights moe;
     KUBEMOE_READ(moe.gate, "mlp.gate.weight", c.n_routed_experts, h);
-    if (load_routed_experts) {
-      moe.experts.reserve(static_cast<size_t>(c.n_routed_experts));
-      for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-        auto ffn =
-            LoadFfn(ckpt, p + "mlp.experts." + std::to_string(e), h, c.moe_intermediate_size);
-        if (!ffn.ok()) return ffn.status();
-        moe.experts.push_back(std::move(*ffn));
-      }
-    }
     if (c.n_shared_experts > 0) {
       auto shared =
           LoadFfn(ckpt, p + "mlp.shared_experts", h, c.moe_intermediate_size * c.n_shared_experts);
@@ -125,9 +73,21 @@ StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& ckpt, const ModelConfi
   }
   w.layers.reserve(static_cast<size_t>(c.num_hidden_layers));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    auto layer = LoadLayerWeights(ckpt, c, l, load_routed_experts);
+    auto layer = LoadLayerWeights(ckpt, c, l);
     if (!layer.ok()) return layer.status();
     w.layers.push_back(std::move(*layer));
+  }
+  if (load_routed_experts) {
+    std::vector<layers::ExpertKey> keys;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      if (!c.IsMoeLayer(l)) continue;
+      for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+        keys.push_back({l, static_cast<int32_t>(e)});
+      }
+    }
+    auto experts = layers::LoadExperts(ckpt, c, keys);
+    if (!experts.ok()) return experts.status();
+    w.routed_experts = std::move(*experts);
   }
   return w;
 }

@@ -9,17 +9,15 @@
 
 #include "common/status.h"
 #include "model/checkpoint.h"
+#include "layers/expert_store.h"
+#include "layers/ffn.h"
 #include "model/config.h"
 
 namespace kubemoe::engine {
 
-// One SwiGLU MLP: a dense layer's MLP, one routed expert, or the shared experts.
-struct FfnWeights {
-  int64_t inter = 0;             // intermediate size
-  std::vector<float> gate_proj;  // [inter x hidden]
-  std::vector<float> up_proj;    // [inter x hidden]
-  std::vector<float> down_proj;  // [hidden x inter]
-};
+using layers::FfnWeights;
+using layers::LoadFfn;
+using layers::ReadTensor;
 
 struct AttentionWeights {
   // With q_lora_rank: q_a_proj [q_lora x hidden], q_a_layernorm [q_lora], q_b_proj
@@ -36,7 +34,6 @@ struct AttentionWeights {
 
 struct MoeWeights {
   std::vector<float> gate;           // router: [n_routed_experts x hidden]
-  std::vector<FfnWeights> experts;   // routed experts; empty when loaded elsewhere
   std::optional<FfnWeights> shared;  // absent when n_shared_experts == 0
 };
 
@@ -53,26 +50,19 @@ struct ModelWeights {
   std::vector<float> norm;          // [hidden]
   std::vector<float> lm_head;       // [vocab x hidden]; empty when tied to embed_tokens
   std::vector<LayerWeights> layers;
+  // Routed experts of every MoE layer; empty when they run elsewhere (the router's case).
+  layers::ExpertStore routed_experts;
   const std::vector<float>& output_embedding() const {
     return lm_head.empty() ? embed_tokens : lm_head;
   }
 };
 
-// Reads tensor `name` as f32 and checks its shape. NotFound / InvalidArgument name the tensor,
-// the checkpoint directory and the expected and actual shapes.
-StatusOr<std::vector<float>> ReadTensor(const Checkpoint& ckpt, const std::string& name,
-                                        const std::vector<int64_t>& shape);
-
-// Loads one SwiGLU MLP whose tensors are `prefix`.{gate,up,down}_proj.weight.
-StatusOr<FfnWeights> LoadFfn(const Checkpoint& ckpt, const std::string& prefix, int64_t hidden,
-                             int64_t inter);
-
-// Loads every tensor of decoder layer `layer`. With load_routed_experts false, a MoE layer's
-// routed experts are left out (their executor lives elsewhere, e.g. on remote workers).
+// Loads every tensor of decoder layer `layer` except its routed experts (see routed_experts).
 StatusOr<LayerWeights> LoadLayerWeights(const Checkpoint& ckpt, const ModelConfig& config,
-                                        int64_t layer, bool load_routed_experts = true);
+                                        int64_t layer);
 
-// Loads the whole model. lm_head is read unless tie_word_embeddings.
+// Loads the whole model; the routed experts only when load_routed_experts (a router runs them
+// remotely). lm_head is read unless tie_word_embeddings.
 StatusOr<ModelWeights> LoadModelWeights(const Checkpoint& ckpt, const ModelConfig& config,
                                         bool load_routed_experts = true);
 

@@ -41,7 +41,8 @@ std::vector<double> Ffn(const FfnWeights& f, const float* x, int64_t h) {
 }
 
 // The layer's output for one row x, from the formulas.
-std::vector<double> Reference(const ModelConfig& c, const MoeWeights& w, const float* x) {
+std::vector<double> Reference(const ModelConfig& c, const MoeWeights& w,
+                              const layers::ExpertStore& experts, int64_t layer, const float* x) {
   const int64_t h = c.hidden_size, n = c.n_routed_experts, k = c.num_experts_per_tok;
   std::vector<double> s(static_cast<size_t>(n));
   for (int64_t e = 0; e < n; ++e) {
@@ -83,7 +84,7 @@ std::vector<double> Reference(const ModelConfig& c, const MoeWeights& w, const f
   }
   std::vector<double> out(static_cast<size_t>(h), 0.0);
   for (int64_t j = 0; j < k; ++j) {
-    const auto y = Ffn(w.experts[static_cast<size_t>(idx[static_cast<size_t>(j)])], x, h);
+    const auto y = Ffn(*experts.Find(layer, static_cast<int32_t>(idx[static_cast<size_t>(j)])), x, h);
     for (int64_t i = 0; i < h; ++i)
       out[static_cast<size_t>(i)] += weight[static_cast<size_t>(j)] * y[static_cast<size_t>(i)];
   }
@@ -106,12 +107,13 @@ void ExpectLayerMatches(const Model& model) {
   rc.gate = GateConfigFromModel(c);
   auto router = routing::Router::Create(rc);
   ASSERT_TRUE(router.ok());
-  InProcessExpertExecutor executor(c, &model.weights());
+  InProcessExpertExecutor executor(&model.weights().routed_experts);
   std::vector<float> out(x.size());
   ASSERT_TRUE(MoeForward(c, w, *router, executor, layer, x.data(), rows, out.data()).ok());
   double diff = 0, scale = 0;
   for (int64_t t = 0; t < rows; ++t) {
-    const auto want = Reference(c, w, x.data() + t * h);
+    const auto want =
+        Reference(c, w, model.weights().routed_experts, layer, x.data() + t * h);
     for (int64_t i = 0; i < h; ++i) {
       diff = std::max(
           diff, std::fabs(out[static_cast<size_t>(t * h + i)] - want[static_cast<size_t>(i)]));
@@ -153,11 +155,9 @@ TEST(Moe, ScalingFactorWithoutNormalisation) {
 class RecordingExecutor final : public ExpertExecutor {
  public:
   explicit RecordingExecutor(ExpertExecutor* inner) : inner_(inner) {}
-  Status Run(int64_t layer, std::span<const float> hidden, int64_t num_tokens,
-             std::span<const int32_t> ids, std::span<const float> weights, int32_t top_k,
-             std::span<float> out) override {
-    calls.push_back({layer, num_tokens});
-    return inner_->Run(layer, hidden, num_tokens, ids, weights, top_k, out);
+  StatusOr<std::unique_ptr<PendingExperts>> Dispatch(const ExpertDispatch& d) override {
+    calls.push_back({d.layer, d.routes->num_tokens()});
+    return inner_->Dispatch(d);
   }
   std::vector<std::pair<int64_t, int64_t>> calls;
 
@@ -165,11 +165,14 @@ class RecordingExecutor final : public ExpertExecutor {
   ExpertExecutor* inner_;
 };
 
+// Starts fine, fails when combined: a shard that died while its experts were in flight.
 class FailingExecutor final : public ExpertExecutor {
  public:
-  Status Run(int64_t, std::span<const float>, int64_t, std::span<const int32_t>,
-             std::span<const float>, int32_t, std::span<float>) override {
-    return Unavailable("worker 3 is gone");
+  StatusOr<std::unique_ptr<PendingExperts>> Dispatch(const ExpertDispatch&) override {
+    struct Gone final : PendingExperts {
+      Status Combine(float*) override { return Unavailable("worker 3 is gone"); }
+    };
+    return std::unique_ptr<PendingExperts>(new Gone);
   }
 };
 
@@ -182,7 +185,7 @@ TEST(Moe, RoutedExpertsGoThroughThePluggedExecutor) {
   LatentKvCache a(c, 8), b(c, 8), d(c, 8);
   SequenceInput in_a{&a, prompt}, in_b{&b, prompt}, in_d{&d, prompt};
   ASSERT_TRUE(model->Forward({&in_a, 1}, {}, &direct).ok());
-  InProcessExpertExecutor in_process(c, &model->weights());
+  InProcessExpertExecutor in_process(&model->weights().routed_experts);
   RecordingExecutor recording(&in_process);
   model->SetExpertExecutor(&recording);
   ASSERT_TRUE(model->Forward({&in_b, 1}, {}, &plugged).ok());
@@ -196,6 +199,7 @@ TEST(Moe, RoutedExpertsGoThroughThePluggedExecutor) {
   model->SetExpertExecutor(&failing);
   Status s = model->Forward({&in_d, 1}, {}, &plugged);
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_NE(s.message().find("layer 1: worker 3 is gone"), std::string::npos) << s.ToString();
   EXPECT_EQ(d.length(), 0);  // a failed step leaves the cache as it was
   model->SetExpertExecutor(nullptr);
 }
