@@ -9,5 +9,6 @@ namespace kubemoe::cli {
 void RegisterMakeModel(CLI::App& app, int* exit_code);
 void RegisterInspect(CLI::App& app, int* exit_code);
 void RegisterGenerate(CLI::App& app, int* exit_code);
+void RegisterUp(CLI::App& app, int* exit_code);
 
 }  // namespace kubemoe::cli
