@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "routing/device_limited.h"
 
 namespace kubemoe::placement {
 
@@ -170,22 +174,20 @@ Status CheckRoutingFeasible(const Placement& p, int32_t top_k, int32_t device_li
     return InvalidArgument("deviceLimit " + std::to_string(device_limit) + " must be in [1, " +
                            std::to_string(p.num_devices()) + "] (shards x devicesPerShard)");
   }
+  // The router's own rule, so the operator never reports Ready for a router that refuses to
+  // start. Layers usually share one layout (only layer-specific replicas differ): check each
+  // distinct layout once.
+  std::set<std::vector<std::vector<int32_t>>> checked;
   for (int32_t l = 0; l < p.moe_layers; ++l) {
-    // Distinct experts per device; the M devices with the fewest bound what routing can pick.
-    std::vector<int32_t> counts(p.num_devices());
-    for (int32_t d = 0; d < p.num_devices(); ++d) {
-      counts[d] = static_cast<int32_t>(ExpertsOnDevice(p, l, d).size());
+    routing::DevicePlacement layer{p.num_devices(), ExpertDevices(p, l)};
+    if (checked.count(layer.expert_devices) > 0) continue;
+    Status feasible = routing::ValidateDeviceLimit(layer, p.routed_experts, top_k, device_limit);
+    if (!feasible.ok()) {
+      return InvalidArgument("deviceLimit " + std::to_string(device_limit) +
+                             " is infeasible for topK " + std::to_string(top_k) + " in MoE layer " +
+                             std::to_string(l) + ": " + feasible.message());
     }
-    std::sort(counts.begin(), counts.end());
-    int64_t worst = 0;
-    for (int32_t i = 0; i < device_limit; ++i) worst += counts[i];
-    if (worst < top_k) {
-      return InvalidArgument(
-          "deviceLimit " + std::to_string(device_limit) + " is infeasible for topK " +
-          std::to_string(top_k) + ": in layer " + std::to_string(l) + " the " +
-          std::to_string(device_limit) + " devices with the fewest experts host only " +
-          std::to_string(worst) + " experts (need deviceLimit x experts per device >= topK)");
-    }
+    checked.insert(std::move(layer.expert_devices));
   }
   return Status::Ok();
 }

@@ -83,11 +83,16 @@ StatusOr<Placement> ComputePlacement(const PlacementSpec& spec);
 // every slot's shard and device exist, no expert has the same slot twice.
 Status ValidatePlacement(const Placement& placement);
 
-// Checks that device-limited routing can always pick top_k experts: for every layer, any
-// device_limit devices together host >= top_k distinct experts (the worst case: the devices with
-// the fewest experts), i.e. M x (experts per device) >= K for an even split. Also top_k must not
-// exceed routed_experts and device_limit must not exceed the device count.
-// device_limit == 0 means no limit (only top_k <= routed_experts is checked).
+// Checks that device-limited routing can always pick top_k experts, with the router's own rule:
+// routing::ValidateDeviceLimit on every MoE layer (any device_limit devices together host
+// >= top_k distinct experts; a replica counts once). The error names the MoE layer, a set of
+// devices that falls short and how many experts it hosts. Where a layer has more than 2^20 sets
+// of device_limit devices, ValidateDeviceLimit only rejects what its cheap bound proves
+// infeasible and otherwise accepts, exactly as the router's start-up check does; the router then
+// fails the batch of any token whose devices fall short. Also top_k must be in
+// [1, routed_experts] and device_limit in [0, device count].
+// device_limit == 0 means no limit (only the range of top_k is checked).
+// REQUIRES: ValidatePlacement(placement) is OK.
 Status CheckRoutingFeasible(const Placement& placement, int32_t top_k, int32_t device_limit);
 
 // The version: FNV-1a 64 over a canonical encoding of sizes and slots (not `version` itself, not

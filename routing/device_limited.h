@@ -9,11 +9,17 @@
 
 namespace kubemoe::routing {
 
+// The feasibility rule for a deviceLimit, the one every component applies (the operator through
+// placement::CheckRoutingFeasible, the router through Router::Create).
 // Returns OK when device-limited routing with `device_limit` (M) devices can always pick top_k
 // experts on `placement`: 1 <= M <= num_devices, and every set of M devices hosts at least top_k
-// distinct experts. The last condition is checked by enumeration when there are at most 2^20 such
-// sets (for example 8 devices, M = 3: 56 sets); beyond that it is left to the per-token check in
-// SelectDeviceLimited's caller. Otherwise InvalidArgument naming the devices.
+// distinct experts (a replica counts once). Otherwise InvalidArgument naming a set of devices
+// that falls short and how many experts it hosts.
+// How exact: the M devices hosting the fewest experts are checked first (enough to reject any
+// size of placement, and exact when no expert is replicated); then, when there are at most 2^20
+// sets of M devices (for example 8 devices, M = 3: 56 sets), every set is checked. Beyond 2^20
+// sets a placement that passes the first check is accepted unproven, and a token whose M devices
+// host fewer than top_k experts is caught per token by SelectDeviceLimited's caller.
 // REQUIRES: ValidatePlacement(placement, num_experts) is OK; 1 <= top_k <= num_experts.
 Status ValidateDeviceLimit(const DevicePlacement& placement, int32_t num_experts, int32_t top_k,
                            int32_t device_limit);

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/api/reconcile.h"
+#include "routing/device_limited.h"
 
 namespace kubemoe::op {
 namespace {
@@ -187,6 +188,58 @@ TEST(DesiredStateTest, InfeasiblePlacementIsAnError) {
   object["spec"]["routing"]["deviceLimit"] = 3;  // 3 x 1 < top-4
   StatusOr<MoEModel> model = ParseMoEModel(object);
   EXPECT_THAT(model.status().message(), HasSubstr("spec.routing.deviceLimit (3)"));
+}
+
+// 4 experts on 4 single-device shards, expert 0 replicated on all 4 ({0} {0,1} {0,2} {0,3}),
+// top-3, deviceLimit `m`.
+json ExpertZeroEverywhere(int32_t m) {
+  json object = LoadSample("tiny-cpu.yaml");
+  object["spec"]["model"]["routedExperts"] = 4;
+  object["spec"]["model"]["moeLayers"] = 1;
+  object["spec"]["model"]["expertsPerToken"] = 3;
+  object["spec"]["experts"]["shards"] = 4;
+  object["spec"]["experts"]["redundant"] = json::array({{{"expert", 0}, {"replicas", 4}}});
+  object["spec"]["routing"]["deviceLimit"] = m;
+  return object;
+}
+
+std::string ConditionField(const json& status, const std::string& type, const std::string& field) {
+  for (const json& c : status["conditions"]) {
+    if (c["type"] == type) return c[field].get<std::string>();
+  }
+  return "<none>";
+}
+
+TEST(DesiredStateTest, DeviceLimitFeasibilityAgreesWithTheRouter) {
+  // M = 2 is infeasible (devices {0, 1} host only experts 0 and 1): the spec check rejects it,
+  // and so would the router. M = 3 is feasible: accepted by the spec check, the placement and the
+  // router's own check on the placement the operator computes.
+  EXPECT_FALSE(ParseMoEModel(ExpertZeroEverywhere(2)).ok());
+  StatusOr<MoEModel> model = ParseMoEModel(ExpertZeroEverywhere(3));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  StatusOr<DesiredState> desired = ComputeDesiredState(*model);
+  ASSERT_TRUE(desired.ok()) << desired.status().ToString();
+  EXPECT_EQ(desired->objects.size(), 6u);
+  const routing::DevicePlacement view{desired->placement.num_devices(),
+                                      placement::ExpertDevices(desired->placement, 0)};
+  EXPECT_TRUE(routing::ValidateDeviceLimit(view, 4, 3, 3).ok());
+  EXPECT_FALSE(routing::ValidateDeviceLimit(view, 4, 3, 2).ok());
+
+  // The placement check is the authoritative one: even for a model whose deviceLimit did not go
+  // through ParseMoEModel's pre-check, an infeasible limit yields no objects and an InvalidSpec
+  // status instead of a Ready router that would refuse to start.
+  model->spec.routing.device_limit = 2;
+  StatusOr<DesiredState> infeasible = ComputeDesiredState(*model);
+  ASSERT_FALSE(infeasible.ok());
+  EXPECT_THAT(infeasible.status().message(),
+              HasSubstr("deviceLimit 2 is infeasible for topK 3 in MoE layer 0"));
+  const json status =
+      ComputeStatus(*model, DesiredState{}, ObservedChildren{}, "T0", infeasible.status());
+  EXPECT_EQ(status["phase"], "Degraded");
+  EXPECT_EQ(ConditionField(status, "Ready", "status"), "False");
+  EXPECT_EQ(ConditionField(status, "Ready", "reason"), "InvalidSpec");
+  EXPECT_EQ(ConditionField(status, "Degraded", "reason"), "InvalidSpec");
+  EXPECT_THAT(ConditionField(status, "Degraded", "message"), HasSubstr("MoE layer 0"));
 }
 
 }  // namespace

@@ -5,7 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <random>
+#include <set>
 #include <string>
+
+#include "routing/device_limited.h"
 
 namespace kubemoe::placement {
 namespace {
@@ -122,6 +127,99 @@ TEST(PlacementTest, DeviceLimitFeasibility) {
   EXPECT_TRUE(CheckRoutingFeasible(*uneven, 4, 2).ok());
   EXPECT_FALSE(CheckRoutingFeasible(*uneven, 5, 2).ok());
   EXPECT_FALSE(CheckRoutingFeasible(*uneven, 11, 0).ok());
+}
+
+// Whether every set of `m` devices hosts >= k distinct experts in every layer, by brute force
+// over all subsets: the reference for CheckRoutingFeasible, independent of its implementation.
+bool EveryDeviceSetHostsTopK(const Placement& p, int32_t k, int32_t m) {
+  const int32_t devices = p.num_devices();
+  for (int32_t l = 0; l < p.moe_layers; ++l) {
+    for (uint32_t mask = 0; mask < (1u << devices); ++mask) {
+      if (std::popcount(mask) != m) continue;
+      std::set<int32_t> experts;
+      for (int32_t d = 0; d < devices; ++d) {
+        if ((mask >> d & 1u) == 0) continue;
+        for (int32_t e : ExpertsOnDevice(p, l, d)) experts.insert(e);
+      }
+      if (static_cast<int32_t>(experts.size()) < k) return false;
+    }
+  }
+  return true;
+}
+
+TEST(PlacementTest, DeviceLimitRuleCountsDistinctExpertsLikeRouting) {
+  // 4 experts on 4 devices, expert 0 replicated on every device: {0} {0,1} {0,2} {0,3}. The two
+  // devices with the fewest experts hold 1 + 2 = 3 slots, but devices {0, 1} host only 2 distinct
+  // experts, so K = 3 with M = 2 is infeasible; M = 3 is feasible (any 3 devices host >= 3).
+  PlacementSpec s = Spec(4, 1, 4, 1);
+  s.redundant = {{std::nullopt, 0, 4}};
+  StatusOr<Placement> p = ComputePlacement(s);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ASSERT_THAT(ExpertsOnDevice(*p, 0, 1), ElementsAre(0, 1));
+  const routing::DevicePlacement view{p->num_devices(), ExpertDevices(*p, 0)};
+
+  const Status placed = CheckRoutingFeasible(*p, 3, 2);
+  EXPECT_FALSE(placed.ok());
+  EXPECT_FALSE(routing::ValidateDeviceLimit(view, 4, 3, 2).ok());
+  EXPECT_THAT(placed.message(), HasSubstr("in MoE layer 0"));
+  EXPECT_THAT(placed.message(), HasSubstr("devices {0,1} together host only 2 experts"));
+  s.top_k = 3;
+  s.device_limit = 2;
+  EXPECT_THAT(ComputePlacement(s).status().message(),
+              HasSubstr("deviceLimit 2 is infeasible for topK 3 in MoE layer 0"));
+
+  EXPECT_TRUE(CheckRoutingFeasible(*p, 3, 3).ok());
+  EXPECT_TRUE(routing::ValidateDeviceLimit(view, 4, 3, 3).ok());
+  s.device_limit = 3;
+  EXPECT_TRUE(ComputePlacement(s).ok());
+
+  // Layer-specific replicas: layer 0 gets 3 copies of every expert (each device then hosts >= 2
+  // distinct experts, every pair >= 3), layer 1 keeps one expert per device. The error names the
+  // layer that fails.
+  s = Spec(4, 2, 4, 1);
+  for (int32_t e = 0; e < 4; ++e) s.redundant.push_back({0, e, 3});
+  p = ComputePlacement(s);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_THAT(CheckRoutingFeasible(*p, 3, 2).message(), HasSubstr("in MoE layer 1"));
+}
+
+TEST(PlacementTest, DeviceLimitRuleMatchesBruteForceOnRandomPlacements) {
+  std::mt19937 rng(7);
+  auto pick = [&rng](int32_t lo, int32_t hi) {
+    return std::uniform_int_distribution<int32_t>(lo, hi)(rng);
+  };
+  for (int iter = 0; iter < 300; ++iter) {
+    const int32_t experts = pick(1, 10);
+    const int32_t devices = pick(1, std::min(experts, 6));
+    PlacementSpec s = Spec(experts, 2, 1, devices);
+    s.policy = pick(0, 1) == 0 ? Policy::kContiguous : Policy::kRoundRobin;
+    for (int32_t r = pick(0, 4); r > 0; --r) {
+      RedundantExpert entry;
+      if (pick(0, 1) == 1) entry.layer = pick(0, 1);
+      entry.expert = pick(0, experts - 1);
+      entry.replicas = pick(1, devices);
+      s.redundant.push_back(entry);
+    }
+    StatusOr<Placement> p = ComputePlacement(s);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    for (int32_t k = 1; k <= experts; ++k) {
+      for (int32_t m = 1; m <= devices; ++m) {
+        EXPECT_EQ(CheckRoutingFeasible(*p, k, m).ok(), EveryDeviceSetHostsTopK(*p, k, m))
+            << "iteration " << iter << ": " << experts << " experts on " << devices
+            << " devices, K=" << k << ", M=" << m << "\n"
+            << ToYaml(*p);
+      }
+    }
+  }
+}
+
+TEST(PlacementTest, DeviceLimitRuleOnTooManyDeviceSetsStillRejectsTheFewestExperts) {
+  // 40 devices with one expert each and M = 10: C(40, 10) sets are too many to enumerate, but the
+  // 10 devices with the fewest experts host only 10 < 11, which is enough to reject.
+  StatusOr<Placement> p = ComputePlacement(Spec(40, 1, 1, 40));
+  ASSERT_TRUE(p.ok());
+  EXPECT_THAT(CheckRoutingFeasible(*p, 11, 10).message(), HasSubstr("host only 10 experts"));
+  EXPECT_TRUE(CheckRoutingFeasible(*p, 10, 10).ok());
 }
 
 TEST(PlacementTest, VersionIsDeterministicAndTracksContent) {

@@ -521,13 +521,44 @@ TEST(RoutingErrors, RouteRejectsBadArraysAndLogits) {
             std::string::npos);
 }
 
+TEST(RoutingErrors, CreateChecksDistinctExpertsOfEveryDeviceSet) {
+  // 4 experts on 4 devices, expert 0 replicated on every device: {0} {0,1} {0,2} {0,3}. With
+  // K = 3 and M = 2, devices {0, 1} host only 2 distinct experts although they hold 3 slots.
+  RouterConfig config;
+  config.gate.num_experts = 4;
+  config.gate.top_k = 3;
+  config.placement.num_devices = 4;
+  config.placement.expert_devices = {{0, 1, 2, 3}, {1}, {2}, {3}};
+  config.device_limit = 2;
+  EXPECT_NE(
+      Router::Create(config).status().message().find("devices {0,1} together host only 2 experts"),
+      std::string::npos);
+  config.device_limit = 3;  // any 3 devices host >= 3 distinct experts
+  EXPECT_TRUE(Router::Create(config).ok());
+
+  // 40 devices, one expert each, M = 10: C(40, 10) sets are too many to enumerate, yet the 10
+  // devices with the fewest experts host only 10 < K = 11, so Create rejects it up front.
+  config.gate.num_experts = 40;
+  config.gate.top_k = 11;
+  config.placement = ContiguousPlacement(40, 40);
+  config.device_limit = 10;
+  const Status large = Router::Create(config).status();
+  EXPECT_EQ(large.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(large.message().find("host only 10 experts"), std::string::npos) << large.message();
+  config.gate.top_k = 10;
+  EXPECT_TRUE(Router::Create(config).ok());
+}
+
 TEST(RoutingErrors, InfeasibleTokenOnAPlacementTooLargeToCheckUpFront) {
-  // 40 devices, one expert each, M = 10: C(40, 10) sets are too many to enumerate, so Create
-  // accepts the config and the first token reports that 10 devices cannot supply K = 11.
+  // 40 devices hosting expert d on device d, and expert 0 also on every device; M = 10. C(40, 10)
+  // sets are too many to enumerate and the devices with the fewest experts hold 1 + 9 x 2 >= 11
+  // slots, so Create cannot prove the config infeasible and accepts it; the first token keeps
+  // devices 0..9 (all scores tie), which host only experts 0..9, and reports it cannot get K = 11.
   RouterConfig config;
   config.gate.num_experts = 40;
   config.gate.top_k = 11;
   config.placement = ContiguousPlacement(40, 40);
+  for (int32_t d = 1; d < 40; ++d) config.placement.expert_devices[0].push_back(d);
   config.device_limit = 10;
   const Router router = MakeRouter(config);
   std::vector<float> logits(40, 0.0f);

@@ -203,7 +203,14 @@ Status ParseRouting(const json& spec, const ModelSpec& model, const ExpertsSpec&
                              ") must be <= spec.experts.shards x spec.experts.devicesPerShard (" +
                              std::to_string(devices) + ")");
     }
-    // The CRD's CEL rule: the deviceLimit devices hold >= floor(E / D) experts each.
+    // The CRD's CEL rule, a cheap pre-check and NOT the feasibility rule. The exact rule is
+    // routing::ValidateDeviceLimit (every deviceLimit devices host >= topK distinct experts),
+    // which the router applies at start-up and ComputeDesiredState applies to the computed
+    // placement (placement::CheckRoutingFeasible); a placement that fails it is reported as
+    // InvalidSpec, never Ready. This check is stricter, not weaker: ComputePlacement gives every
+    // device >= floor(E / D) distinct experts and replicas only add, so a spec that passes it
+    // always gets a feasible placement, but it also rejects some feasible specs (an uneven split
+    // where the smallest devices are few, or replicas that make up the difference).
     const int32_t k = r.top_k > 0 ? r.top_k : model.experts_per_token;
     const int64_t per_device = model.routed_experts / devices;
     if (static_cast<int64_t>(r.device_limit) * per_device < k) {
