@@ -14,9 +14,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/http_endpoints.h"
 #include "common/metrics.h"
 #include "operator/controller/controller.h"
-#include "operator/controller/http_endpoints.h"
 #include "operator/controller/leader_election.h"
 #include "operator/k8s/client.h"
 
@@ -142,29 +142,30 @@ int Run(int argc, char** argv) {
     elector = std::make_unique<op::LeaderElector>(*lease_store, op::RealClock(), le);
   }
 
-  std::map<std::string, op::HttpHandler> health_routes = {
-      {"/healthz", [] { return op::HttpReply{200, "text/plain", "ok\n"}; }},
+  std::map<std::string, http::HttpHandler> health_routes = {
+      {"/healthz", [] { return http::HttpReply{200, "text/plain", "ok\n"}; }},
       {"/readyz", [&] {
          bool synced = controller.CachesSynced();
          bool election_ok = !elector || elector->IsLeader() || elector->Healthy();
-         if (synced && election_ok) return op::HttpReply{200, "text/plain", "ok\n"};
-         return op::HttpReply{503, "text/plain",
-                              std::string(synced ? "" : "caches not synced\n") +
-                                  (election_ok ? "" : "leader election cannot reach the Lease\n")};
+         if (synced && election_ok) return http::HttpReply{200, "text/plain", "ok\n"};
+         return http::HttpReply{
+             503, "text/plain",
+             std::string(synced ? "" : "caches not synced\n") +
+                 (election_ok ? "" : "leader election cannot reach the Lease\n")};
        }}};
-  std::map<std::string, op::HttpHandler> metrics_routes = {
-      {"/metrics", [&] { return op::HttpReply{200, metrics::kContentType, registry.Render()}; }}};
+  std::map<std::string, http::HttpHandler> metrics_routes = {
+      {"/metrics", [&] { return http::HttpReply{200, metrics::kContentType, registry.Render()}; }}};
   if (health_port == metrics_port && health_port != 0) {
     health_routes.insert(metrics_routes.begin(), metrics_routes.end());
   }
-  auto health = op::HttpEndpoints::Start(health_port, health_routes);
+  auto health = http::HttpEndpoints::Start(health_port, health_routes);
   if (!health.ok()) {
     std::cerr << "kubemoe-operator: health endpoints: " << health.status().ToString() << "\n";
     return 1;
   }
-  std::unique_ptr<op::HttpEndpoints> metrics_server;
+  std::unique_ptr<http::HttpEndpoints> metrics_server;
   if (!(health_port == metrics_port && health_port != 0)) {
-    auto m = op::HttpEndpoints::Start(metrics_port, metrics_routes);
+    auto m = http::HttpEndpoints::Start(metrics_port, metrics_routes);
     if (!m.ok()) {
       std::cerr << "kubemoe-operator: metrics endpoint: " << m.status().ToString() << "\n";
       return 1;

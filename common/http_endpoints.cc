@@ -1,23 +1,24 @@
-#include "operator/controller/http_endpoints.h"
+#include "common/http_endpoints.h"
 
 #include <arpa/inet.h>
+#include <cpprest/http_listener.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cpprest/http_listener.h>
-
-namespace kubemoe::op {
+namespace kubemoe::http {
 namespace {
 
 // Asks the kernel for a free port. http_listener cannot report the port it bound, so the port is
 // picked here and handed to it (a tiny race with other processes, acceptable for tests).
-int PickFreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
+int PickFreePort(const std::string& host) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    addr.sin_addr.s_addr = htonl(INADDR_ANY);  // a host name: any free port will do
+  }
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
   addr.sin_port = 0;
   int port = -1;
   socklen_t len = sizeof(addr);
@@ -36,7 +37,8 @@ struct HttpEndpoints::Impl {
   std::map<std::string, HttpHandler> routes;
 };
 
-HttpEndpoints::HttpEndpoints(std::unique_ptr<Impl> impl, int port) : impl_(std::move(impl)), port_(port) {}
+HttpEndpoints::HttpEndpoints(std::unique_ptr<Impl> impl, int port)
+    : impl_(std::move(impl)), port_(port) {}
 
 HttpEndpoints::~HttpEndpoints() {
   try {
@@ -45,15 +47,17 @@ HttpEndpoints::~HttpEndpoints() {
   }
 }
 
-StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(int port,
-                                                              std::map<std::string, HttpHandler> routes) {
-  if (port == 0) port = PickFreePort();
-  if (port <= 0 || port > 65535) return Unavailable("no free TCP port for the HTTP endpoints");
+StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(
+    int port, std::map<std::string, HttpHandler> routes, const std::string& host) {
+  if (port == 0) port = PickFreePort(host);
+  if (port <= 0 || port > 65535) {
+    return Unavailable("no free TCP port on " + host + " for the HTTP endpoints");
+  }
   auto impl = std::make_unique<Impl>();
   impl->routes = std::move(routes);
   try {
     impl->listener = std::make_unique<web::http::experimental::listener::http_listener>(
-        "http://0.0.0.0:" + std::to_string(port));
+        "http://" + host + ":" + std::to_string(port));
     Impl* raw = impl.get();
     impl->listener->support(web::http::methods::GET, [raw](web::http::http_request request) {
       auto it = raw->routes.find(request.relative_uri().path());
@@ -73,9 +77,9 @@ StatusOr<std::unique_ptr<HttpEndpoints>> HttpEndpoints::Start(int port,
     });
     impl->listener->open().wait();
   } catch (const std::exception& e) {
-    return Unavailable("cannot listen on port " + std::to_string(port) + ": " + e.what());
+    return Unavailable("cannot listen on " + host + ":" + std::to_string(port) + ": " + e.what());
   }
   return std::unique_ptr<HttpEndpoints>(new HttpEndpoints(std::move(impl), port));
 }
 
-}  // namespace kubemoe::op
+}  // namespace kubemoe::http
