@@ -1,0 +1,322 @@
+#include "router/remote_expert_executor.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+
+#include "kubemoe/v1/expert_service.grpc.pb.h"
+
+namespace kubemoe::router {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Bigger than any step's batch: a V2 token is 10 KiB in bf16, 20 KiB in f32.
+constexpr int kMaxMessageBytes = 256 << 20;
+
+// One RPC to one shard. Owned by its CallGroup, which callbacks keep alive.
+struct ShardCall {
+  int32_t shard = 0;
+  grpc::ClientContext context;
+  kubemoe::v1::ExpertBatch request;
+  kubemoe::v1::ExpertBatchResult response;
+  std::vector<int64_t> token_rows;  // dispatch rows, in the order of the request's tokens
+  grpc::Status status;
+  Clock::time_point started;
+};
+
+struct CallGroup {
+  std::mutex mu;
+  std::condition_variable done;
+  int outstanding = 0;  // guarded by mu
+  std::vector<std::unique_ptr<ShardCall>> calls;
+};
+
+Status FromGrpc(const grpc::Status& s, int32_t shard, const std::string& address) {
+  const std::string what = "expert shard " + std::to_string(shard) + " (" + address + "): ";
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return Unavailable(what + "unavailable: " + s.error_message());
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return DeadlineExceeded(what + "no answer before the deadline");
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return FailedPrecondition(what + s.error_message());
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return InvalidArgument(what + s.error_message());
+    case grpc::StatusCode::CANCELLED:
+      return Unavailable(what + "call cancelled: " + s.error_message());
+    default:
+      return Internal(what + "gRPC code " + std::to_string(static_cast<int>(s.error_code())) +
+                      ": " + s.error_message());
+  }
+}
+
+const char* GrpcCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    default: return "OTHER";
+  }
+}
+
+}  // namespace
+
+struct RemoteExpertExecutor::Impl {
+  struct ShardMetrics {
+    metrics::Counter* sent = nullptr;
+    metrics::Counter* received = nullptr;
+    metrics::Histogram* seconds = nullptr;
+    metrics::Counter* tokens = nullptr;
+  };
+  RemoteExecutorOptions options;
+  std::vector<std::unique_ptr<kubemoe::v1::ExpertService::Stub>> stubs;
+  std::vector<ShardMetrics> shard_metrics;
+  metrics::CounterFamily* errors = nullptr;
+  std::function<void(int32_t, const Status&)> on_shard_failure;
+
+  void CountError(int32_t shard, grpc::StatusCode code) {
+    if (errors == nullptr) return;
+    auto c = errors->WithLabels({std::to_string(shard), GrpcCodeName(code)});
+    if (c.ok()) (*c)->Inc();
+  }
+};
+
+namespace {
+
+class RemotePending final : public engine::PendingExperts {
+ public:
+  RemotePending(RemoteExpertExecutor::Impl* impl, std::shared_ptr<CallGroup> group,
+                int64_t hidden_size, Clock::time_point deadline)
+      : impl_(impl), group_(std::move(group)), h_(hidden_size), deadline_(deadline) {}
+
+  ~RemotePending() override {
+    // Calls still in flight (Combine not called, or failed early) are cancelled; their callbacks
+    // still run and keep the group alive until then.
+    std::lock_guard<std::mutex> lock(group_->mu);
+    if (group_->outstanding > 0) {
+      for (auto& call : group_->calls) call->context.TryCancel();
+    }
+  }
+
+  Status Combine(float* out) override {
+    {
+      std::unique_lock<std::mutex> lock(group_->mu);
+      // gRPC ends every call by its deadline; the extra margin only guards against a stuck
+      // completion, after which the calls are cancelled.
+      const auto limit = deadline_ == Clock::time_point::max()
+                             ? Clock::time_point::max()
+                             : deadline_ + std::chrono::seconds(5);
+      if (!group_->done.wait_until(lock, limit, [&] { return group_->outstanding == 0; })) {
+        return DeadlineExceeded("expert shards did not answer before the deadline");
+      }
+    }
+    Status first_error = Status::Ok();
+    for (const auto& call : group_->calls) {
+      const std::string& address = impl_->options.shard_addresses[static_cast<size_t>(call->shard)];
+      if (!call->status.ok()) {
+        Status s = FromGrpc(call->status, call->shard, address);
+        if (first_error.ok()) first_error = s;
+        continue;
+      }
+      const auto& r = call->response;
+      if (r.layer() != call->request.layer() ||
+          r.placement_version() != call->request.placement_version()) {
+        if (first_error.ok()) {
+          first_error = Internal("expert shard " + std::to_string(call->shard) +
+                                 " answered for another layer or placement version");
+        }
+        continue;
+      }
+      StatusOr<std::vector<float>> rows = transport::DecodeTensor(
+          r.outputs(), h_, "expert shard " + std::to_string(call->shard) + " outputs");
+      if (!rows.ok()) {
+        if (first_error.ok()) first_error = rows.status();
+        continue;
+      }
+      if (rows->size() != call->token_rows.size() * static_cast<size_t>(h_)) {
+        if (first_error.ok()) {
+          first_error = Internal("expert shard " + std::to_string(call->shard) + " returned " +
+                                 std::to_string(rows->size() / static_cast<size_t>(h_)) +
+                                 " rows for " + std::to_string(call->token_rows.size()) +
+                                 " tokens");
+        }
+        continue;
+      }
+      if (!first_error.ok()) continue;
+      for (size_t i = 0; i < call->token_rows.size(); ++i) {
+        float* dst = out + call->token_rows[i] * h_;
+        const float* src = rows->data() + i * static_cast<size_t>(h_);
+        for (int64_t j = 0; j < h_; ++j) dst[j] += src[j];
+      }
+    }
+    return first_error;
+  }
+
+ private:
+  RemoteExpertExecutor::Impl* impl_;
+  std::shared_ptr<CallGroup> group_;
+  int64_t h_;
+  Clock::time_point deadline_;
+};
+
+}  // namespace
+
+RemoteExpertExecutor::RemoteExpertExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RemoteExpertExecutor::~RemoteExpertExecutor() = default;
+
+int32_t RemoteExpertExecutor::num_shards() const {
+  return static_cast<int32_t>(impl_->stubs.size());
+}
+
+StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Create(
+    RemoteExecutorOptions options, metrics::Registry* registry,
+    std::function<void(int32_t, const Status&)> on_shard_failure) {
+  if (options.shard_addresses.empty()) return InvalidArgument("no expert shard addresses");
+  if (options.devices_per_shard < 1) return InvalidArgument("devices per shard must be >= 1");
+  auto impl = std::make_unique<Impl>();
+  impl->on_shard_failure = std::move(on_shard_failure);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  args.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Reconnect quickly after a shard restarts (the default backoff grows to 2 minutes).
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  for (const std::string& address : options.shard_addresses) {
+    auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    impl->stubs.push_back(kubemoe::v1::ExpertService::NewStub(channel));
+  }
+  impl->shard_metrics.resize(options.shard_addresses.size());
+  if (registry != nullptr) {
+    auto bytes = registry->AddCounter("kubemoe_router_dispatch_bytes_total",
+                                      "Bytes of expert dispatch messages, by shard and direction.",
+                                      {"shard", "direction"});
+    auto seconds = registry->AddHistogram(
+        "kubemoe_router_dispatch_seconds",
+        "Duration of one expert dispatch RPC to a shard (send, compute, receive).", {"shard"});
+    auto tokens = registry->AddCounter("kubemoe_router_dispatch_tokens_total",
+                                       "Token rows sent to each shard.", {"shard"});
+    auto errors = registry->AddCounter("kubemoe_router_dispatch_errors_total",
+                                       "Failed expert dispatch RPCs, by shard and gRPC code.",
+                                       {"shard", "code"});
+    for (const Status& s : {bytes.status(), seconds.status(), tokens.status(), errors.status()}) {
+      if (!s.ok()) return s;
+    }
+    impl->errors = *errors;
+    for (size_t i = 0; i < options.shard_addresses.size(); ++i) {
+      const std::string shard = std::to_string(i);
+      Impl::ShardMetrics& m = impl->shard_metrics[i];
+      m.sent = *(*bytes)->WithLabels({shard, "sent"});
+      m.received = *(*bytes)->WithLabels({shard, "received"});
+      m.seconds = *(*seconds)->WithLabels({shard});
+      m.tokens = *(*tokens)->WithLabels({shard});
+    }
+  }
+  impl->options = std::move(options);
+  return std::unique_ptr<RemoteExpertExecutor>(new RemoteExpertExecutor(std::move(impl)));
+}
+
+StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch(
+    const engine::ExpertDispatch& d) {
+  const layers::RaggedRoutes& routes = *d.routes;
+  const int64_t n_tokens = routes.num_tokens();
+  const int32_t per_shard = impl_->options.devices_per_shard;
+  const auto n_shards = static_cast<int32_t>(impl_->stubs.size());
+  if (routes.devices.size() != routes.expert_ids.size()) {
+    return InvalidArgument("remote dispatch needs a device for every route (route with a placement)");
+  }
+  // Bucket each token's routes by shard, keeping the route order.
+  std::vector<layers::RaggedRoutes> shard_routes(static_cast<size_t>(n_shards));
+  std::vector<std::vector<int64_t>> shard_rows(static_cast<size_t>(n_shards));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int32_t s = 0; s < n_shards; ++s) {
+      std::vector<int32_t> ids, devices;
+      std::vector<float> weights;
+      for (int64_t r = routes.begin(t); r < routes.end(t); ++r) {
+        const int32_t device = routes.devices[static_cast<size_t>(r)];
+        if (device < 0 || device / per_shard >= n_shards) {
+          return InvalidArgument("route to device " + std::to_string(device) + ", outside the " +
+                                 std::to_string(n_shards * per_shard) + " devices of the shards");
+        }
+        if (device / per_shard != s) continue;
+        ids.push_back(routes.expert_ids[static_cast<size_t>(r)]);
+        weights.push_back(routes.weights[static_cast<size_t>(r)]);
+        devices.push_back(device);
+      }
+      if (ids.empty()) continue;
+      shard_routes[static_cast<size_t>(s)].AddToken(ids, weights, devices);
+      shard_rows[static_cast<size_t>(s)].push_back(t);
+    }
+  }
+  const Clock::time_point now = Clock::now();
+  const Clock::time_point deadline = std::min(d.deadline, now + impl_->options.dispatch_timeout);
+  auto group = std::make_shared<CallGroup>();
+  const int64_t h = d.hidden_size;
+  std::vector<float> rows;
+  for (int32_t s = 0; s < n_shards; ++s) {
+    const std::vector<int64_t>& token_rows = shard_rows[static_cast<size_t>(s)];
+    if (token_rows.empty()) continue;
+    auto call = std::make_unique<ShardCall>();
+    call->shard = s;
+    call->token_rows = token_rows;
+    kubemoe::v1::ExpertBatch& req = call->request;
+    req.set_request_id("layer-" + std::to_string(d.layer));
+    req.set_layer(static_cast<int32_t>(d.layer));
+    req.set_placement_version(d.placement_version);
+    req.set_deadline_budget_micros(
+        std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count());
+    rows.resize(token_rows.size() * static_cast<size_t>(h));
+    for (size_t i = 0; i < token_rows.size(); ++i) {
+      std::copy_n(d.hidden + token_rows[i] * h, h, rows.data() + i * static_cast<size_t>(h));
+    }
+    transport::EncodeTensor(rows.data(), static_cast<int64_t>(token_rows.size()), h,
+                            impl_->options.wire_dtype, req.mutable_hidden_states());
+    transport::EncodeRoutes(shard_routes[static_cast<size_t>(s)], per_shard, &req);
+    // gRPC takes wall-clock deadlines; the budget is the same.
+    call->context.set_deadline(std::chrono::system_clock::now() + (deadline - now));
+    group->calls.push_back(std::move(call));
+  }
+  group->outstanding = static_cast<int>(group->calls.size());
+  Impl* impl = impl_.get();
+  for (auto& owned : group->calls) {
+    ShardCall* call = owned.get();
+    Impl::ShardMetrics& m = impl->shard_metrics[static_cast<size_t>(call->shard)];
+    if (m.sent != nullptr) {
+      m.sent->Inc(static_cast<double>(call->request.ByteSizeLong()));
+      m.tokens->Inc(static_cast<double>(call->token_rows.size()));
+    }
+    call->started = Clock::now();
+    impl->stubs[static_cast<size_t>(call->shard)]->async()->RunExperts(
+        &call->context, &call->request, &call->response,
+        [impl, group, call](grpc::Status status) {
+          Impl::ShardMetrics& sm = impl->shard_metrics[static_cast<size_t>(call->shard)];
+          if (sm.seconds != nullptr) {
+            sm.seconds->Observe(
+                std::chrono::duration<double>(Clock::now() - call->started).count());
+            if (status.ok()) sm.received->Inc(static_cast<double>(call->response.ByteSizeLong()));
+          }
+          if (!status.ok()) {
+            impl->CountError(call->shard, status.error_code());
+            if (impl->on_shard_failure &&
+                (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                 status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+              impl->on_shard_failure(
+                  call->shard,
+                  FromGrpc(status, call->shard,
+                           impl->options.shard_addresses[static_cast<size_t>(call->shard)]));
+            }
+          }
+          std::lock_guard<std::mutex> lock(group->mu);
+          call->status = std::move(status);
+          if (--group->outstanding == 0) group->done.notify_all();
+        });
+  }
+  return std::unique_ptr<engine::PendingExperts>(new RemotePending(impl, group, h, deadline));
+}
+
+}  // namespace kubemoe::router
