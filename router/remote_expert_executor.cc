@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 
@@ -74,10 +75,20 @@ struct RemoteExpertExecutor::Impl {
     metrics::Counter* tokens = nullptr;
   };
   RemoteExecutorOptions options;
-  std::vector<std::unique_ptr<kubemoe::v1::ExpertService::Stub>> stubs;
+  grpc::ChannelArguments channel_args;
+  std::vector<std::unique_ptr<kubemoe::v1::ExpertService::Stub>> stubs;  // dispatch thread only
+  // Set by a failed call: the next dispatch to that shard opens a fresh channel, so a restarted
+  // shard is used at once instead of after the old channel's reconnect backoff.
+  std::unique_ptr<std::atomic<bool>[]> reconnect;
   std::vector<ShardMetrics> shard_metrics;
   metrics::CounterFamily* errors = nullptr;
   std::function<void(int32_t, const Status&)> on_shard_failure;
+
+  void Connect(size_t shard) {
+    auto channel = grpc::CreateCustomChannel(options.shard_addresses[shard],
+                                             grpc::InsecureChannelCredentials(), channel_args);
+    stubs[shard] = kubemoe::v1::ExpertService::NewStub(channel);
+  }
 
   void CountError(int32_t shard, grpc::StatusCode code) {
     if (errors == nullptr) return;
@@ -180,18 +191,18 @@ StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Create(
   if (options.devices_per_shard < 1) return InvalidArgument("devices per shard must be >= 1");
   auto impl = std::make_unique<Impl>();
   impl->on_shard_failure = std::move(on_shard_failure);
-  grpc::ChannelArguments args;
+  grpc::ChannelArguments& args = impl->channel_args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // Reconnect quickly after a shard restarts (the default backoff grows to 2 minutes).
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  for (const std::string& address : options.shard_addresses) {
-    auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-    impl->stubs.push_back(kubemoe::v1::ExpertService::NewStub(channel));
-  }
-  impl->shard_metrics.resize(options.shard_addresses.size());
+  const size_t n = options.shard_addresses.size();
+  impl->stubs.resize(n);
+  impl->reconnect.reset(new std::atomic<bool>[n]);
+  for (size_t i = 0; i < n; ++i) impl->reconnect[i] = false;
+  impl->shard_metrics.resize(n);
   if (registry != nullptr) {
     auto bytes = registry->AddCounter("kubemoe_router_dispatch_bytes_total",
                                       "Bytes of expert dispatch messages, by shard and direction.",
@@ -218,6 +229,7 @@ StatusOr<std::unique_ptr<RemoteExpertExecutor>> RemoteExpertExecutor::Create(
     }
   }
   impl->options = std::move(options);
+  for (size_t i = 0; i < n; ++i) impl->Connect(i);
   return std::unique_ptr<RemoteExpertExecutor>(new RemoteExpertExecutor(std::move(impl)));
 }
 
@@ -290,6 +302,9 @@ StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch
       m.sent->Inc(static_cast<double>(call->request.ByteSizeLong()));
       m.tokens->Inc(static_cast<double>(call->token_rows.size()));
     }
+    if (impl->reconnect[static_cast<size_t>(call->shard)].exchange(false)) {
+      impl->Connect(static_cast<size_t>(call->shard));
+    }
     call->started = Clock::now();
     impl->stubs[static_cast<size_t>(call->shard)]->async()->RunExperts(
         &call->context, &call->request, &call->response,
@@ -302,6 +317,7 @@ StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch
           }
           if (!status.ok()) {
             impl->CountError(call->shard, status.error_code());
+            impl->reconnect[static_cast<size_t>(call->shard)] = true;
             if (impl->on_shard_failure &&
                 (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                  status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
