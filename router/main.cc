@@ -1,12 +1,11 @@
 // kubemoe-router: flags (exactly those the operator writes into the router Deployment, plus a few
 // for local runs) -> RouterOptions -> RouterServer. SIGTERM/SIGINT shut it down gracefully.
-#include <signal.h>
-
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <sstream>
 #include <thread>
 
+#include "common/shutdown_signal.h"
 #include "router/router_server.h"
 
 namespace {
@@ -82,13 +81,11 @@ int main(int argc, char** argv) {
   }
   o.wire_dtype = *dtype;
 
-  // Signals are taken on a thread of their own (sigwait), so shutdown runs outside a handler.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
+  // A thread turns SIGTERM/SIGINT into a Shutdown (common/shutdown_signal.h says why).
+  if (kubemoe::Status s = kubemoe::InstallShutdownSignalHandler(); !s.ok()) {
+    std::cerr << "kubemoe-router: " << s.message() << std::endl;
+    return 1;
+  }
   auto server = kubemoe::router::RouterServer::Start(o);
   if (!server.ok()) {
     std::cerr << "kubemoe-router: " << server.status().message() << std::endl;
@@ -97,8 +94,7 @@ int main(int argc, char** argv) {
   std::cerr << "kubemoe-router: serving on " << o.http_address << ":" << (*server)->http_port()
             << std::endl;
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    const int sig = kubemoe::WaitForShutdownSignal();
     std::cerr << "kubemoe-router: signal " << sig << ", shutting down" << std::endl;
     (*server)->Shutdown();
   });

@@ -1,11 +1,8 @@
 // kubemoe-worker: one expert shard. Loads the routed experts the placement gives this shard and
 // serves them over gRPC until SIGTERM / SIGINT. The operator's StatefulSet (and `kubemoe up`)
 // pass exactly these flags; see operator/api/workload_objects.cc.
-#include <signal.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -13,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "common/shutdown_signal.h"
 #include "worker/shard_index.h"
 #include "worker/worker_server.h"
 
@@ -23,13 +21,6 @@ using namespace kubemoe;
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
   return v == nullptr ? "" : v;
-}
-
-int g_signal_pipe[2] = {-1, -1};
-
-void OnSignal(int sig) {
-  const auto byte = static_cast<unsigned char>(sig);
-  (void)!::write(g_signal_pipe[1], &byte, 1);  // async-signal-safe
 }
 
 // What the signal thread stops: nothing while loading (then it exits at once: there is nothing to
@@ -87,24 +78,15 @@ int Run(int argc, char** argv) {
   o.shard_index = *index;
   o.model_name = Env("KUBEMOE_MODEL_NAME");
 
-  // A handler, not sigwait: OpenBLAS starts its threads before main, with the signals unblocked,
-  // so a blocked-mask scheme would let the default action kill the process there. The handler
-  // only writes to a pipe; a thread turns that into a Shutdown.
-  if (::pipe(g_signal_pipe) != 0) {
-    std::cerr << "kubemoe-worker: cannot create the signal pipe\n";
+  // A thread turns SIGTERM/SIGINT into a Shutdown (common/shutdown_signal.h says why).
+  if (Status s = InstallShutdownSignalHandler(); !s.ok()) {
+    std::cerr << "kubemoe-worker: " << s.message() << "\n";
     return 1;
   }
-  struct sigaction action {};
-  action.sa_handler = OnSignal;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
   Running running;
   std::thread([&running] {
-    unsigned char sig = 0;
-    while (::read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
-    }
-    std::cerr << "kubemoe-worker: signal " << static_cast<int>(sig) << ", shutting down"
+    const int sig = WaitForShutdownSignal();
+    std::cerr << "kubemoe-worker: signal " << sig << ", shutting down"
               << std::endl;
     std::lock_guard<std::mutex> lock(running.mu);
     running.stop_requested = true;
