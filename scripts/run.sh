@@ -16,7 +16,8 @@ log="$run_dir/kubemoe-up.out"
 build/kubemoe up -f manifests/samples/tiny-cpu.yaml --model "$model" --port "$port" \
   --run-dir "$run_dir" >"$log" 2>&1 &
 up_pid=$!
-trap 'kill -INT $up_pid 2>/dev/null; wait $up_pid 2>/dev/null; cat "$log"' EXIT
+# Always stop the cluster; show its output when something failed.
+trap 'status=$?; kill -INT $up_pid 2>/dev/null; wait $up_pid 2>/dev/null; ((status)) && cat "$log"; echo "local cluster stopped"' EXIT
 for _ in $(seq 1 600); do
   grep -q 'kubemoe up: ready' "$log" && break
   kill -0 $up_pid 2>/dev/null || { echo "kubemoe up exited early"; exit 1; }

@@ -5,6 +5,7 @@ loopback), then:
   * the official `openai` package: chat, completion, streaming (chunks arrive while generating);
   * `curl` with the line `kubemoe up` prints;
   * `prometheus_client`'s parser on the router's and every worker's /metrics;
+  * a client that disconnects mid-stream frees its sequence and KV cache;
   * a dead worker: 16 streaming requests run, one worker is killed (SIGKILL); every request either
     completes or ends with an error event (none hangs, none ends truncated without an error), the
     router stays up, /readyz turns not-ready, `kubemoe up` restarts the worker and new requests
@@ -192,6 +193,34 @@ def check_metrics(cluster):
     check("workers ran routed experts", routed > 0, routed)
 
 
+def metric_value(port, name):
+    status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    if status != 200:
+        return None
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name:
+                return s.value
+    return None
+
+
+def check_disconnect(cluster, client, model):
+    """A client that goes away mid-stream frees its sequence: generation stops long before
+    max_tokens, and the running count and KV cache usage return to zero."""
+    before = metric_value(cluster.port, "kubemoe_router_generation_tokens_total") or 0
+    stream = client.completions.create(model=model, prompt="a long answer", max_tokens=1900,
+                                       temperature=0.7, seed=5, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    stream.close()
+    idle = wait_for(lambda: metric_value(cluster.port, "kubemoe_router_num_requests_running") == 0
+                    and metric_value(cluster.port, "kubemoe_router_kv_cache_usage_ratio") == 0, 30)
+    after = metric_value(cluster.port, "kubemoe_router_generation_tokens_total") or 0
+    check("disconnect frees the sequence and its KV cache", idle)
+    check("generation stopped after the disconnect", after - before < 1000, after - before)
+
+
 def check_dead_worker(cluster, client, model):
     before = cluster.pids()
     outcomes, lock = [], threading.Lock()
@@ -285,6 +314,7 @@ def main():
                                        max_retries=0, timeout=60)
                 check_clients(cluster, client, "tiny")
                 check_metrics(cluster)
+                check_disconnect(cluster, client, "tiny")
                 check_dead_worker(cluster, client, "tiny")
         finally:
             code = cluster.stop()
