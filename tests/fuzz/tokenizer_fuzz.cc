@@ -15,9 +15,9 @@ namespace {
 
 const kubemoe::Tokenizer& Committed() {
   static const kubemoe::Tokenizer* tokenizer = [] {
-    // This file lives in tests/fuzz/; the data sits beside it in tests/data/tokenizer/.
-    std::string path = __FILE__;
-    path = path.substr(0, path.rfind("tests/fuzz/")) + "tests/data/tokenizer/tokenizer.json";
+    // The source tree's path comes from CMake: __FILE__ may be relative (ccache's base_dir
+    // rewrites it), which broke the replay when run from the build directory.
+    std::string path = std::string(KUBEMOE_SOURCE_DIR) + "/tests/data/tokenizer/tokenizer.json";
     if (const char* env = std::getenv("KUBEMOE_TOKENIZER_JSON")) path = env;
     auto loaded = kubemoe::Tokenizer::FromFile(path);
     if (!loaded.ok()) {
