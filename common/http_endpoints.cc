@@ -1,36 +1,10 @@
 #include "common/http_endpoints.h"
 
-#include <arpa/inet.h>
 #include <cpprest/http_listener.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+
+#include "common/free_port.h"
 
 namespace kubemoe::http {
-namespace {
-
-// Asks the kernel for a free port. http_listener cannot report the port it bound, so the port is
-// picked here and handed to it (a tiny race with other processes, acceptable for tests).
-int PickFreePort(const std::string& host) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);  // a host name: any free port will do
-  }
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  addr.sin_port = 0;
-  int port = -1;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-}  // namespace
 
 struct HttpEndpoints::Impl {
   std::unique_ptr<web::http::experimental::listener::http_listener> listener;

@@ -1,15 +1,11 @@
 // The listener, routing and request handling of the OpenAI HTTP server (router/openai_http.h).
 #include "router/openai_http.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <ctime>
 #include <thread>
 
+#include "common/free_port.h"
 #include "router/openai_http_impl.h"
 #include "router/openai_prepare.h"
 
@@ -25,23 +21,6 @@ constexpr char kModels[] = "/v1/models";
 constexpr char kCompletions[] = "/v1/completions";
 constexpr char kChat[] = "/v1/chat/completions";
 
-// Asks the kernel for a free port: http_listener cannot report the port it bound, so it is picked
-// here and handed over (a small race with other processes, acceptable for port 0's users: tests).
-int PickFreePort(const std::string& host) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) addr.sin_addr.s_addr = INADDR_ANY;
-  int port = -1;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
 
 ApiError MakeError(int status, std::string type, std::string message, std::string param = "",
                    std::string code = "") {
@@ -276,7 +255,7 @@ StatusOr<std::unique_ptr<OpenAIHttpServer>> OpenAIHttpServer::Start(
   impl->tokenizer = tokenizer;
   impl->chat_template = chat_template;
   impl->created_at = static_cast<int64_t>(std::time(nullptr));
-  int port = options.port == 0 ? PickFreePort(options.host) : options.port;
+  int port = options.port == 0 ? kubemoe::PickFreePort(options.host) : options.port;
   if (port <= 0 || port > 65535) return Unavailable("no free TCP port on " + options.host);
   const std::string address = "http://" + options.host + ":" + std::to_string(port);
   impl->options = std::move(options);

@@ -6,7 +6,6 @@
 // and review the diff of tests/data/operator/golden/ before committing it.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "local/yaml_json.h"
 #include "operator/api/reconcile.h"
 #include "routing/device_limited.h"
 
@@ -27,37 +27,14 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-// YAML -> JSON with YAML 1.2 core-schema scalars: quoted scalars stay strings.
-json ToJson(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map: {
-      json out = json::object();
-      for (const auto& kv : node) out[kv.first.as<std::string>()] = ToJson(kv.second);
-      return out;
-    }
-    case YAML::NodeType::Sequence: {
-      json out = json::array();
-      for (const auto& item : node) out.push_back(ToJson(item));
-      return out;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string& s = node.Scalar();
-      if (node.Tag() == "!") return s;  // quoted
-      if (s == "true") return true;
-      if (s == "false") return false;
-      if (s == "null" || s == "~") return nullptr;
-      int64_t i = 0;
-      if (YAML::convert<int64_t>::decode(node, i)) return i;
-      return s;
-    }
-    default:
-      return nullptr;
-  }
-}
-
 json LoadSample(const std::string& file) {
   const fs::path path = fs::path(KUBEMOE_SOURCE_DIR) / "manifests" / "samples" / file;
-  json object = ToJson(YAML::LoadFile(path.string()));
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  StatusOr<json> parsed = local::YamlToJson(text.str(), path.string());
+  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+  json object = parsed.ok() ? *parsed : json::object();
   // What the API server adds; fixed so the golden files are stable.
   object["metadata"]["namespace"] = "models";
   object["metadata"]["uid"] = "00000000-0000-4000-8000-000000000001";

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/free_port.h"
 #include "local/local_plan.h"
 #include "local/net_util.h"
 #include "local/supervisor.h"
@@ -84,8 +85,8 @@ int RunUp(const UpFlags& flags) {
   if (ec) return Fail("cannot create " + settings.run_dir + ": " + ec.message());
   settings.http_port = flags.port;
   for (int i = 0; i < model->spec.experts.shards; ++i) {
-    settings.worker_grpc_ports.push_back(local::PickFreeLoopbackPort());
-    settings.worker_metrics_ports.push_back(local::PickFreeLoopbackPort());
+    settings.worker_grpc_ports.push_back(PickFreePort("127.0.0.1"));
+    settings.worker_metrics_ports.push_back(PickFreePort("127.0.0.1"));
   }
   StatusOr<local::LocalPlan> plan = local::PlanLocalCluster(*model, settings);
   if (!plan.ok()) return Fail(plan.status().message());
