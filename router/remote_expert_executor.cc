@@ -107,9 +107,14 @@ class RemotePending final : public engine::PendingExperts {
 
   ~RemotePending() override {
     // Calls still in flight (Combine not called, or failed early) are cancelled; their callbacks
-    // still run and keep the group alive until then.
-    std::lock_guard<std::mutex> lock(group_->mu);
-    if (group_->outstanding > 0) {
+    // still run and keep the group alive until then. Cancelled outside the lock, in case gRPC
+    // runs a callback (which takes the lock) inline.
+    bool in_flight = false;
+    {
+      std::lock_guard<std::mutex> lock(group_->mu);
+      in_flight = group_->outstanding > 0;
+    }
+    if (in_flight) {
       for (auto& call : group_->calls) call->context.TryCancel();
     }
   }
