@@ -16,8 +16,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr auto kInitialBackoff = std::chrono::seconds(1);
-constexpr auto kMaxBackoff = std::chrono::seconds(30);
 // A process that ran this long is healthy again: its next exit starts the backoff afresh.
 constexpr auto kHealthyRun = std::chrono::seconds(60);
 
@@ -102,12 +100,12 @@ bool Supervisor::Poll(std::string* why) {
         WriteState();
         return false;
       }
-      auto backoff = kInitialBackoff * (1 << std::min(e.consecutive_failures - 1, 5));
-      if (backoff > kMaxBackoff) backoff = kMaxBackoff;
+      const auto backoff =
+          std::min(initial_backoff * (1 << std::min(e.consecutive_failures - 1, 10)), max_backoff);
       e.restart_at = Clock::now() + backoff;
       e.waiting_restart = true;
       log_ << "kubemoe up: " << e.process.spec.name << " (pid " << pid << ") exited with " << how
-           << "; restarting in " << std::chrono::duration_cast<std::chrono::seconds>(backoff).count()
+           << "; restarting in " << std::chrono::duration<double>(backoff).count()
            << " s (restart " << e.consecutive_failures << " of at most " << max_restarts << ")"
            << std::endl;
       WriteState();

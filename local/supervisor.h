@@ -44,6 +44,8 @@ class Supervisor {
   pid_t pid(const std::string& name) const;
 
   int max_restarts = 5;
+  std::chrono::milliseconds initial_backoff{1000};  // doubles per consecutive exit
+  std::chrono::milliseconds max_backoff{30000};
 
  private:
   struct Entry {
