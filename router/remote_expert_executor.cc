@@ -101,14 +101,15 @@ namespace {
 
 class RemotePending final : public engine::PendingExperts {
  public:
-  RemotePending(RemoteExpertExecutor::Impl* impl, std::shared_ptr<CallGroup> group,
+  RemotePending(RemoteExpertExecutor::Impl* impl, std::unique_ptr<CallGroup> group,
                 int64_t hidden_size, Clock::time_point deadline)
       : impl_(impl), group_(std::move(group)), h_(hidden_size), deadline_(deadline) {}
 
   ~RemotePending() override {
-    // Calls still in flight (Combine not called, or failed early) are cancelled; their callbacks
-    // still run and keep the group alive until then. Cancelled outside the lock, in case gRPC
-    // runs a callback (which takes the lock) inline.
+    // The calls (contexts, messages) must outlive their callbacks and must not be destroyed from
+    // inside one (gRPC's own state would be freed under it), so this thread waits for every
+    // callback: calls still in flight (Combine not called, or given up on) are cancelled first,
+    // outside the lock in case gRPC runs a callback (which takes the lock) inline.
     bool in_flight = false;
     {
       std::lock_guard<std::mutex> lock(group_->mu);
@@ -117,6 +118,8 @@ class RemotePending final : public engine::PendingExperts {
     if (in_flight) {
       for (auto& call : group_->calls) call->context.TryCancel();
     }
+    std::unique_lock<std::mutex> lock(group_->mu);
+    group_->done.wait(lock, [&] { return group_->outstanding == 0; });
   }
 
   Status Combine(float* out) override {
@@ -175,7 +178,7 @@ class RemotePending final : public engine::PendingExperts {
 
  private:
   RemoteExpertExecutor::Impl* impl_;
-  std::shared_ptr<CallGroup> group_;
+  std::unique_ptr<CallGroup> group_;
   int64_t h_;
   Clock::time_point deadline_;
 };
@@ -272,7 +275,7 @@ StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch
   }
   const Clock::time_point now = Clock::now();
   const Clock::time_point deadline = std::min(d.deadline, now + impl_->options.dispatch_timeout);
-  auto group = std::make_shared<CallGroup>();
+  auto group = std::make_unique<CallGroup>();
   const int64_t h = d.hidden_size;
   std::vector<float> rows;
   for (int32_t s = 0; s < n_shards; ++s) {
@@ -300,6 +303,7 @@ StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch
   }
   group->outstanding = static_cast<int>(group->calls.size());
   Impl* impl = impl_.get();
+  CallGroup* calls = group.get();  // owned by the RemotePending, which outlives every callback
   for (auto& owned : group->calls) {
     ShardCall* call = owned.get();
     Impl::ShardMetrics& m = impl->shard_metrics[static_cast<size_t>(call->shard)];
@@ -313,7 +317,7 @@ StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch
     call->started = Clock::now();
     impl->stubs[static_cast<size_t>(call->shard)]->async()->RunExperts(
         &call->context, &call->request, &call->response,
-        [impl, group, call](grpc::Status status) {
+        [impl, calls, call](grpc::Status status) {
           Impl::ShardMetrics& sm = impl->shard_metrics[static_cast<size_t>(call->shard)];
           if (sm.seconds != nullptr) {
             sm.seconds->Observe(
@@ -332,12 +336,13 @@ StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch
                            impl->options.shard_addresses[static_cast<size_t>(call->shard)]));
             }
           }
-          std::lock_guard<std::mutex> lock(group->mu);
+          std::lock_guard<std::mutex> lock(calls->mu);
           call->status = std::move(status);
-          if (--group->outstanding == 0) group->done.notify_all();
+          if (--calls->outstanding == 0) calls->done.notify_all();
         });
   }
-  return std::unique_ptr<engine::PendingExperts>(new RemotePending(impl, group, h, deadline));
+  return std::unique_ptr<engine::PendingExperts>(
+      new RemotePending(impl, std::move(group), h, deadline));
 }
 
 }  // namespace kubemoe::router
