@@ -11,11 +11,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-template <typename T>
-T* Must(StatusOr<T*> m) {
-  return m.ok() ? *m : nullptr;
-}
-
 }  // namespace
 
 struct Scheduler::Sequence {
@@ -62,7 +57,7 @@ Scheduler::Scheduler(engine::Model* model, SchedulerOptions options, metrics::Re
   };
   auto histogram = [&](const char* name, const char* help, std::vector<double> bounds) {
     auto f = registry->AddHistogram(name, help, {}, std::move(bounds));
-    return f.ok() ? Must((*f)->WithLabels({})) : nullptr;
+    return f.ok() ? (*f)->Unlabelled() : nullptr;
   };
   auto counter = [&](const char* name, const char* help) {
     auto f = registry->AddCounter(name, help);
