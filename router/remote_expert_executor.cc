@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "kubemoe/v1/expert_service.grpc.pb.h"
+#include "transport/grpc_status.h"
 
 namespace kubemoe::router {
 namespace {
@@ -54,17 +55,6 @@ Status FromGrpc(const grpc::Status& s, int32_t shard, const std::string& address
   }
 }
 
-const char* GrpcCodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    default: return "OTHER";
-  }
-}
-
 }  // namespace
 
 struct RemoteExpertExecutor::Impl {
@@ -92,7 +82,8 @@ struct RemoteExpertExecutor::Impl {
 
   void CountError(int32_t shard, grpc::StatusCode code) {
     if (errors == nullptr) return;
-    auto c = errors->WithLabels({std::to_string(shard), GrpcCodeName(code)});
+    auto c = errors->WithLabels(
+        {std::to_string(shard), transport::GrpcCodeName(static_cast<int>(code))});
     if (c.ok()) (*c)->Inc();
   }
 };

@@ -5,6 +5,8 @@
 #include <new>
 #include <string>
 
+#include "transport/grpc_status.h"
+
 namespace kubemoe::worker {
 namespace {
 
@@ -31,33 +33,6 @@ grpc::Status CheckDeadlines(const grpc::CallbackServerContext& context,
 
 }  // namespace
 
-grpc::StatusCode ToGrpcCode(StatusCode code) {
-  switch (code) {
-    case StatusCode::kOk:
-      return grpc::StatusCode::OK;
-    case StatusCode::kInvalidArgument:
-      return grpc::StatusCode::INVALID_ARGUMENT;
-    case StatusCode::kNotFound:  // an expert not held here: the router's view is stale
-    case StatusCode::kFailedPrecondition:
-      return grpc::StatusCode::FAILED_PRECONDITION;
-    case StatusCode::kOutOfRange:
-      return grpc::StatusCode::OUT_OF_RANGE;
-    case StatusCode::kDataLoss:
-      return grpc::StatusCode::DATA_LOSS;
-    case StatusCode::kUnavailable:
-      return grpc::StatusCode::UNAVAILABLE;
-    case StatusCode::kUnimplemented:
-      return grpc::StatusCode::UNIMPLEMENTED;
-    case StatusCode::kInternal:
-      return grpc::StatusCode::INTERNAL;
-    case StatusCode::kDeadlineExceeded:
-      return grpc::StatusCode::DEADLINE_EXCEEDED;
-    case StatusCode::kResourceExhausted:
-      return grpc::StatusCode::RESOURCE_EXHAUSTED;
-  }
-  return grpc::StatusCode::UNKNOWN;
-}
-
 grpc::ServerUnaryReactor* ExpertService::RunExperts(grpc::CallbackServerContext* context,
                                                     const kubemoe::v1::ExpertBatch* batch,
                                                     kubemoe::v1::ExpertBatchResult* result) {
@@ -74,7 +49,7 @@ grpc::ServerUnaryReactor* ExpertService::RunExperts(grpc::CallbackServerContext*
     if (status.ok()) {
       try {
         const Status s = runner_.Run(*batch, result);
-        if (!s.ok()) status = {ToGrpcCode(s.code()), s.message()};
+        if (!s.ok()) status = {transport::ToGrpcCode(s.code()), s.message()};
       } catch (const std::bad_alloc&) {
         status = {grpc::StatusCode::RESOURCE_EXHAUSTED, "the batch does not fit in memory"};
       } catch (const std::exception& e) {

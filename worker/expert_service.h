@@ -12,10 +12,6 @@
 
 namespace kubemoe::worker {
 
-// The gRPC code for a Status from ExpertBatchRunner (InvalidArgument -> INVALID_ARGUMENT,
-// FailedPrecondition -> FAILED_PRECONDITION, NotFound -> FAILED_PRECONDITION, ...).
-grpc::StatusCode ToGrpcCode(StatusCode code);
-
 class ExpertService final : public kubemoe::v1::ExpertService::CallbackService {
  public:
   // REQUIRES: every argument outlives the service and every call in flight (stop the gRPC server

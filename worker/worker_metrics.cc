@@ -1,30 +1,8 @@
 #include "worker/worker_metrics.h"
 
-#include <array>
+#include "transport/grpc_status.h"
 
 namespace kubemoe::worker {
-
-const char* GrpcCodeName(int code) {
-  static constexpr std::array<const char*, 17> kNames = {"OK",
-                                                         "CANCELLED",
-                                                         "UNKNOWN",
-                                                         "INVALID_ARGUMENT",
-                                                         "DEADLINE_EXCEEDED",
-                                                         "NOT_FOUND",
-                                                         "ALREADY_EXISTS",
-                                                         "PERMISSION_DENIED",
-                                                         "RESOURCE_EXHAUSTED",
-                                                         "FAILED_PRECONDITION",
-                                                         "ABORTED",
-                                                         "OUT_OF_RANGE",
-                                                         "UNIMPLEMENTED",
-                                                         "INTERNAL",
-                                                         "UNAVAILABLE",
-                                                         "DATA_LOSS",
-                                                         "UNAUTHENTICATED"};
-  if (code < 0 || code >= static_cast<int>(kNames.size())) return "UNKNOWN";
-  return kNames[static_cast<size_t>(code)];
-}
 
 StatusOr<WorkerMetrics> WorkerMetrics::Register(metrics::Registry& registry,
                                                 const ShardExperts& experts,
@@ -85,7 +63,7 @@ void WorkerMetrics::RecordSuccess(int64_t layer, const std::map<int32_t, int64_t
 
 void WorkerMetrics::RecordError(int grpc_code) {
   requests_->Inc();
-  auto child = errors_->WithLabels({GrpcCodeName(grpc_code)});
+  auto child = errors_->WithLabels({transport::GrpcCodeName(grpc_code)});
   if (child.ok()) (*child)->Inc();
 }
 

@@ -12,10 +12,6 @@
 
 namespace kubemoe::worker {
 
-// The canonical name of a gRPC status code ("OK", "INVALID_ARGUMENT", ...), as grpc-status names
-// them; "UNKNOWN" for a value outside the enum.
-const char* GrpcCodeName(int code);
-
 class WorkerMetrics {
  public:
   // Registers every family in `registry` (which must outlive this) and creates one tokens counter
