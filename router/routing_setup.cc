@@ -3,38 +3,15 @@
 #include <string>
 
 #include "engine/moe.h"
+#include "placement/model_match.h"
 
 namespace kubemoe::router {
-namespace {
-
-int64_t CountMoeLayers(const ModelConfig& c) {
-  int64_t n = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) n += c.IsMoeLayer(l) ? 1 : 0;
-  return n;
-}
-
-}  // namespace
-
-Status CheckPlacementMatchesModel(const ModelConfig& c, const placement::Placement& p) {
-  if (p.routed_experts != c.n_routed_experts) {
-    return InvalidArgument("the placement has " + std::to_string(p.routed_experts) +
-                           " routed experts per layer, " + c.source + " says n_routed_experts=" +
-                           std::to_string(c.n_routed_experts));
-  }
-  const int64_t moe_layers = CountMoeLayers(c);
-  if (p.moe_layers != moe_layers) {
-    return InvalidArgument("the placement has " + std::to_string(p.moe_layers) +
-                           " MoE layers, the model in " + c.source + " has " +
-                           std::to_string(moe_layers));
-  }
-  return Status::Ok();
-}
 
 StatusOr<std::vector<routing::RouterConfig>> RouterConfigsFor(const ModelConfig& c,
                                                               const placement::Placement& p,
                                                               int32_t device_limit,
                                                               int32_t top_k_override) {
-  KUBEMOE_RETURN_IF_ERROR(CheckPlacementMatchesModel(c, p));
+  KUBEMOE_RETURN_IF_ERROR(placement::CheckPlacementMatchesModel(p, "the placement", c));
   std::vector<routing::RouterConfig> configs(static_cast<size_t>(c.num_hidden_layers));
   int32_t moe_index = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {

@@ -12,12 +12,9 @@
 
 namespace kubemoe::router {
 
-// Checks that the placement was computed for this model: its routed experts equal
-// n_routed_experts and its MoE layers the model's MoE layer count. InvalidArgument naming both
-// values otherwise.
-Status CheckPlacementMatchesModel(const ModelConfig& config, const placement::Placement& placement);
-
 // One RouterConfig per decoder layer (dense layers get a default entry, which the model ignores):
+// InvalidArgument when the placement was computed for another model
+// (placement::CheckPlacementMatchesModel), else
 // the model's gate settings (top_k replaced by top_k_override when > 0), the layer's placement
 // (MoE layer i of the model is placement layer i) and device_limit (0 = model-faithful).
 // Every config is checked by routing::Router::Create; errors name the layer.

@@ -56,12 +56,6 @@ double RelError(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() ? diff / scale : 1e30;
 }
 
-int64_t MoeLayers(const ModelConfig& c) {
-  int64_t n = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) n += c.IsMoeLayer(l);
-  return n;
-}
-
 // A local cluster in this process: workers on loopback and a router-side model routed over the
 // placement.
 struct Cluster {
@@ -80,7 +74,7 @@ std::unique_ptr<Cluster> StartCluster(const fs::path& model_dir, int32_t shards,
   if (!config.ok()) return nullptr;
   placement::PlacementSpec spec;
   spec.routed_experts = static_cast<int32_t>(config->n_routed_experts);
-  spec.moe_layers = static_cast<int32_t>(MoeLayers(*config));
+  spec.moe_layers = static_cast<int32_t>(config->NumMoeLayers());
   spec.shards = shards;
   StatusOr<placement::Placement> p = placement::ComputePlacement(spec);
   EXPECT_TRUE(p.ok()) << p.status().ToString();

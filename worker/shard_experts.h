@@ -1,5 +1,5 @@
 // Which routed experts one expert shard hosts, by decoder layer and local device, derived from
-// the placement and the model config; and the checks that the two describe the same model.
+// the placement and the model config.
 // Placement layers are MoE-layer ordinals (0..moe_layers-1); everything here speaks decoder-layer
 // indices (config.IsMoeLayer), as ExpertBatch.layer and the checkpoint's tensor names do.
 #pragma once
@@ -17,16 +17,10 @@
 
 namespace kubemoe::worker {
 
-// InvalidArgument naming both files when the placement was computed for another model: its
-// routedExperts differs from config.json's n_routed_experts or its moeLayers from the number of
-// MoE layers the config implies.
-Status CheckPlacementMatchesModel(const placement::Placement& placement,
-                                  const std::string& placement_source, const ModelConfig& config);
-
 class ShardExperts {
  public:
   // The experts of `shard`. InvalidArgument when the shard is outside the placement.
-  // REQUIRES: CheckPlacementMatchesModel(placement, ..., config) is OK.
+  // REQUIRES: placement::CheckPlacementMatchesModel(placement, ..., config) is OK.
   static StatusOr<ShardExperts> Build(const placement::Placement& placement,
                                       const ModelConfig& config, int32_t shard);
 

@@ -21,6 +21,7 @@
 #include "common/metrics.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "placement/model_match.h"
 #include "placement/placement.h"
 #include "worker/compute_queue.h"
 #include "worker/expert_batch.h"
@@ -167,7 +168,7 @@ Status WorkerServerImpl::Init(const WorkerOptions& o) {
   StatusOr<placement::Placement> p = LoadPlacement(o);
   if (!p.ok()) return p.status();
   placement_ = std::move(*p);
-  KUBEMOE_RETURN_IF_ERROR(CheckPlacementMatchesModel(placement_, o.placement_file, config_));
+  KUBEMOE_RETURN_IF_ERROR(placement::CheckPlacementMatchesModel(placement_, o.placement_file, config_));
   StatusOr<ShardExperts> experts = ShardExperts::Build(placement_, config_, o.shard_index);
   if (!experts.ok()) return experts.status();
   experts_ = std::move(*experts);
