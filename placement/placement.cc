@@ -12,14 +12,20 @@
 namespace kubemoe::placement {
 
 const char* PolicyName(Policy policy) {
-  return policy == Policy::kRoundRobin ? "roundRobin" : "contiguous";
+  switch (policy) {
+    case Policy::kRoundRobin: return "roundRobin";
+    case Policy::kLoadBalanced: return "loadBalanced";
+    case Policy::kContiguous: break;
+  }
+  return "contiguous";
 }
 
 StatusOr<Policy> ParsePolicy(std::string_view name) {
   if (name == "contiguous") return Policy::kContiguous;
   if (name == "roundRobin") return Policy::kRoundRobin;
-  return InvalidArgument("placement policy must be \"contiguous\" or \"roundRobin\", got \"" +
-                         std::string(name) + "\"");
+  if (name == "loadBalanced") return Policy::kLoadBalanced;
+  return InvalidArgument("placement policy must be \"contiguous\", \"roundRobin\" or "
+                         "\"loadBalanced\", got \"" + std::string(name) + "\"");
 }
 
 namespace {
@@ -73,6 +79,10 @@ void AddReplicas(Placement& p, int32_t layer, int32_t expert, int32_t extra) {
 }  // namespace
 
 StatusOr<Placement> ComputePlacement(const PlacementSpec& spec) {
+  if (spec.policy == Policy::kLoadBalanced) {
+    return InvalidArgument("a loadBalanced placement is computed from measured expert loads "
+                           "(ComputeLoadBalancedPlacement), not from the spec alone");
+  }
   KUBEMOE_RETURN_IF_ERROR(
       CheckSizes(spec.routed_experts, spec.moe_layers, spec.shards, spec.devices_per_shard));
   Placement p;

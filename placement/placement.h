@@ -22,9 +22,11 @@ enum class Policy {
   kContiguous,  // expert e of E over D devices goes to device floor(e * D / E): model groups land
                 // on devices, so device-limited routing matches group-limited routing.
   kRoundRobin,  // expert e goes to device e % D: spreads neighbouring experts apart.
+  kLoadBalanced,  // from measured expert loads (placement/load_balanced.h); not a CRD value:
+                  // ComputePlacement refuses it, the operator's MoEModel parser too.
 };
 
-// "contiguous" / "roundRobin" (the CRD's spelling).
+// "contiguous" / "roundRobin" (the CRD's spelling) / "loadBalanced".
 const char* PolicyName(Policy policy);
 StatusOr<Policy> ParsePolicy(std::string_view name);
 

@@ -156,7 +156,10 @@ Status ParseExperts(const json& spec, const ModelSpec& model, ExpertsSpec& e) {
   std::string policy = "contiguous";
   KUBEMOE_RETURN_IF_ERROR(String(j, "placement", "spec.experts", policy));
   StatusOr<placement::Policy> parsed = placement::ParsePolicy(policy);
-  if (!parsed.ok()) return InvalidArgument("spec.experts." + parsed.status().message());
+  if (!parsed.ok() || *parsed == placement::Policy::kLoadBalanced) {
+    return InvalidArgument("spec.experts.placement policy must be \"contiguous\" or \"roundRobin\", got \"" +
+                           policy + "\"");
+  }
   e.placement = *parsed;
   const int64_t devices = static_cast<int64_t>(e.shards) * e.devices_per_shard;
   if (devices > model.routed_experts) {
