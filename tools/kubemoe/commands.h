@@ -10,5 +10,6 @@ void RegisterMakeModel(CLI::App& app, int* exit_code);
 void RegisterInspect(CLI::App& app, int* exit_code);
 void RegisterGenerate(CLI::App& app, int* exit_code);
 void RegisterUp(CLI::App& app, int* exit_code);
+void RegisterEval(CLI::App& app, int* exit_code);
 
 }  // namespace kubemoe::cli

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   kubemoe::cli::RegisterInspect(app, &exit_code);
   kubemoe::cli::RegisterGenerate(app, &exit_code);
   kubemoe::cli::RegisterUp(app, &exit_code);
+  kubemoe::cli::RegisterEval(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
