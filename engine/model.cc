@@ -45,16 +45,26 @@ Status Model::ConfigureRouting(const std::vector<routing::RouterConfig>& by_laye
                            " layers, the model has " + std::to_string(c.num_hidden_layers));
   }
   std::vector<std::unique_ptr<routing::Router>> routers(static_cast<size_t>(c.num_hidden_layers));
+  std::vector<std::unique_ptr<routing::Router>> faithful(routers.size());
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     if (!c.IsMoeLayer(l)) continue;
-    StatusOr<routing::Router> router = routing::Router::Create(by_layer[static_cast<size_t>(l)]);
+    const routing::RouterConfig& config = by_layer[static_cast<size_t>(l)];
+    StatusOr<routing::Router> router = routing::Router::Create(config);
     if (!router.ok()) {
       return Status(router.status().code(),
                     "layer " + std::to_string(l) + ": " + router.status().message());
     }
     routers[static_cast<size_t>(l)] = std::make_unique<routing::Router>(std::move(*router));
+    if (config.device_limit > 0) {
+      routing::RouterConfig unlimited = config;
+      unlimited.device_limit = 0;
+      StatusOr<routing::Router> f = routing::Router::Create(unlimited);
+      if (!f.ok()) return Status(f.status().code(), "layer " + std::to_string(l) + ": " + f.status().message());
+      faithful[static_cast<size_t>(l)] = std::make_unique<routing::Router>(std::move(*f));
+    }
   }
   routers_ = std::move(routers);
+  faithful_routers_ = std::move(faithful);
   placement_version_ = placement_version;
   return Status::Ok();
 }
@@ -80,6 +90,10 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
   std::vector<int32_t> tokens;
   std::vector<int64_t> positions;
   std::set<const LatentKvCache*> seen;
+  if (!options.model_faithful.empty() && options.model_faithful.size() != seqs.size()) {
+    return InvalidArgument("model_faithful has " + std::to_string(options.model_faithful.size()) +
+                           " entries for " + std::to_string(seqs.size()) + " sequences");
+  }
   for (size_t i = 0; i < seqs.size(); ++i) {
     const SequenceInput& s = seqs[i];
     const std::string which = "sequence " + std::to_string(i);
@@ -115,6 +129,16 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
     }
   }
   const auto rows = static_cast<int64_t>(tokens.size());
+  // Per row: 1 where its sequence is routed model-faithfully (empty when none is).
+  std::vector<uint8_t> faithful_rows;
+  if (std::find(options.model_faithful.begin(), options.model_faithful.end(), 1) !=
+      options.model_faithful.end()) {
+    faithful_rows.assign(static_cast<size_t>(rows), 0);
+    for (size_t i = 0; i < slices.size(); ++i) {
+      std::fill_n(faithful_rows.begin() + slices[i].row, slices[i].count,
+                  options.model_faithful[i] != 0 ? 1 : 0);
+    }
+  }
 
   // Rotary values of every row's position, shared by all layers.
   const int64_t half = c.qk_rope_head_dim / 2;
@@ -152,6 +176,8 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
       MoeStepOptions step;
       step.placement_version = placement_version_;
       step.deadline = options.deadline;
+      step.faithful_router = faithful_routers_[static_cast<size_t>(l)].get();
+      step.faithful_rows = faithful_rows;
       KUBEMOE_RETURN_IF_ERROR(MoeForward(c, *lw.moe, *routers_[static_cast<size_t>(l)], *executor_,
                                          l, normed.data(), rows, branch.data(), trace, step));
     }

@@ -42,6 +42,10 @@ struct ForwardOptions {
   bool all_logits = false;
   // When not null, receives per layer the routing of every batch row (empty for dense layers).
   std::vector<LayerRouting>* routing = nullptr;
+  // Empty, or one entry per sequence: 1 routes that sequence's rows model-faithfully (the
+  // configured placement without the device limit) in the same dispatch as the others. The
+  // router runs a sampled shadow of some sequences this way to estimate what the limit costs.
+  std::span<const uint8_t> model_faithful = {};
   // Every MoE layer's routed experts must answer by then (DeadlineExceeded otherwise).
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
@@ -88,7 +92,8 @@ class Model {
   // Runs the new tokens of every sequence through the model as one batch, appends their latent
   // rows to the caches (advancing each by its token count) and writes logits as options say.
   // InvalidArgument when a sequence has no tokens, a token id is outside the vocabulary, a cache
-  // lacks room or belongs to another shape of model, or a cache appears twice.
+  // lacks room or belongs to another shape of model, a cache appears twice, or model_faithful
+  // is neither empty nor one entry per sequence.
   Status Forward(std::span<const SequenceInput> seqs, const ForwardOptions& options,
                  std::vector<float>* logits);
 
@@ -99,6 +104,8 @@ class Model {
   ModelWeights weights_;
   MlaConstants mla_;
   std::vector<std::unique_ptr<routing::Router>> routers_;  // per layer; null for dense layers
+  // Per layer, the same placement without a device limit; null where routers_ has no limit.
+  std::vector<std::unique_ptr<routing::Router>> faithful_routers_;
   uint64_t placement_version_ = 0;
   InProcessExpertExecutor in_process_;
   ExpertExecutor* executor_;

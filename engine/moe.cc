@@ -24,6 +24,48 @@ routing::GateConfig GateConfigFromModel(const ModelConfig& c) {
   return g;
 }
 
+namespace {
+
+// Routes the marked rows again with `faithful` and writes their selection over `sel`'s.
+Status RerouteFaithfulRows(const routing::Router& faithful, std::span<const float> logits,
+                           std::span<const uint8_t> marked, int32_t k, LayerRouting& sel) {
+  const auto n_experts = static_cast<size_t>(faithful.num_experts());
+  const auto uk = static_cast<size_t>(k);
+  std::vector<size_t> rows;
+  for (size_t r = 0; r < marked.size(); ++r) {
+    if (marked[r] != 0) rows.push_back(r);
+  }
+  if (rows.empty()) return Status::Ok();
+  std::vector<float> sub_logits(rows.size() * n_experts);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::copy_n(logits.begin() + static_cast<std::ptrdiff_t>(rows[i] * n_experts), n_experts,
+                sub_logits.begin() + static_cast<std::ptrdiff_t>(i * n_experts));
+  }
+  std::vector<int32_t> ids(rows.size() * uk), devices(sel.devices.empty() ? 0 : rows.size() * uk);
+  std::vector<float> weights(rows.size() * uk);
+  routing::RouteOutput ro;
+  ro.expert_ids = ids;
+  ro.weights = weights;
+  ro.devices = devices;
+  KUBEMOE_RETURN_IF_ERROR(
+      faithful.Route(sub_logits, static_cast<int64_t>(rows.size()), ro));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const size_t r = rows[i];
+    std::copy_n(ids.begin() + static_cast<std::ptrdiff_t>(i * uk), uk,
+                sel.expert_ids.begin() + static_cast<std::ptrdiff_t>(r * uk));
+    std::copy_n(weights.begin() + static_cast<std::ptrdiff_t>(i * uk), uk,
+                sel.weights.begin() + static_cast<std::ptrdiff_t>(r * uk));
+    if (!devices.empty()) {
+      std::copy_n(devices.begin() + static_cast<std::ptrdiff_t>(i * uk), uk,
+                  sel.devices.begin() + static_cast<std::ptrdiff_t>(r * uk));
+    }
+    if (!sel.differs_from_model.empty()) sel.differs_from_model[r] = 0;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status MoeForward(const ModelConfig& c, const MoeWeights& w, const routing::Router& router,
                   ExpertExecutor& executor, int64_t layer, const float* x, int64_t rows, float* out,
                   LayerRouting* routing_out, const MoeStepOptions& options) {
@@ -48,6 +90,10 @@ Status MoeForward(const ModelConfig& c, const MoeWeights& w, const routing::Rout
   ro.differs_from_model = sel.differs_from_model;
   Status routed = router.Route(logits, rows, ro);
   if (!routed.ok()) return Status(routed.code(), where + routed.message());
+  if (options.faithful_router != nullptr && !options.faithful_rows.empty()) {
+    routed = RerouteFaithfulRows(*options.faithful_router, logits, options.faithful_rows, k, sel);
+    if (!routed.ok()) return Status(routed.code(), where + routed.message());
+  }
 
   const layers::RaggedRoutes routes =
       layers::RoutesFromTopK(sel.expert_ids, sel.weights, sel.devices, rows, k);

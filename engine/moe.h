@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <span>
 #include <cstdint>
 #include <vector>
 
@@ -31,6 +32,11 @@ struct LayerRouting {
 struct MoeStepOptions {
   uint64_t placement_version = 0;  // passed to the executor with the routes
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  // Rows marked 1 in `faithful_rows` ([rows] or empty) are routed by `faithful_router` instead
+  // (the same placement without the device limit), in the same dispatch: the router's sampled
+  // estimate of what the limit costs. Their differs_from_model entries are 0.
+  const routing::Router* faithful_router = nullptr;
+  std::span<const uint8_t> faithful_rows = {};
 };
 
 // out [rows x hidden] = routed experts + shared experts for x [rows x hidden] (already

@@ -1,6 +1,7 @@
 // Batching sequences of different lengths gives what running them one at a time gives, for
 // prefill logits, decode, and whole generations (greedy and seeded sampling); stop tokens and
-// max_tokens end generations as documented.
+// max_tokens end generations as documented. A sequence marked model_faithful in a device-limited
+// batch gets exactly the logits of a model-faithful run, its neighbours those of a limited run.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "engine/engine.h"
 #include "engine/model.h"
+#include "engine/moe.h"
 #include "tests/engine_test_util.h"
 
 namespace kubemoe::engine {
@@ -135,6 +137,71 @@ TEST(Batch, StopTokensEndAGeneration) {
   EXPECT_EQ(engine.Generate({r}, nullptr, nullptr).status().code(), StatusCode::kInvalidArgument);
   r.prompt = {1 << 20};
   EXPECT_EQ(engine.Generate({r}, nullptr, nullptr).status().code(), StatusCode::kInvalidArgument);
+}
+
+// Routing every MoE layer of `model` over 4 contiguous devices with `device_limit`.
+void RouteOverFourDevices(Model& model, int32_t device_limit) {
+  const ModelConfig& c = model.config();
+  std::vector<routing::RouterConfig> configs(static_cast<size_t>(c.num_hidden_layers));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (!c.IsMoeLayer(l)) continue;
+    routing::RouterConfig& rc = configs[static_cast<size_t>(l)];
+    rc.gate = GateConfigFromModel(c);
+    rc.placement.num_devices = 4;
+    rc.placement.expert_devices.resize(static_cast<size_t>(c.n_routed_experts));
+    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+      rc.placement.expert_devices[static_cast<size_t>(e)] = {static_cast<int32_t>(e * 4 / c.n_routed_experts)};
+    }
+    rc.device_limit = device_limit;
+  }
+  ASSERT_TRUE(model.ConfigureRouting(configs, 7).ok());
+}
+
+TEST(Batch, ModelFaithfulSequencesRideInADeviceLimitedBatch) {
+  std::unique_ptr<Model> model = testing::TinyModel();
+  ASSERT_TRUE(model);
+  const ModelConfig& c = model->config();
+  auto run = [&](int32_t limit, const std::vector<uint8_t>& faithful, std::vector<LayerRouting>* trace) {
+    RouteOverFourDevices(*model, limit);
+    std::vector<LatentKvCache> caches;
+    for (size_t i = 0; i < kPrompts.size(); ++i) caches.emplace_back(c, 32);
+    std::vector<SequenceInput> batch;
+    for (size_t i = 0; i < kPrompts.size(); ++i) batch.push_back({&caches[i], kPrompts[i]});
+    std::vector<float> logits;
+    ForwardOptions options;
+    options.model_faithful = faithful;
+    options.routing = trace;
+    EXPECT_TRUE(model->Forward(batch, options, &logits).ok());
+    return logits;
+  };
+  const std::vector<float> limited = run(1, {}, nullptr);
+  const std::vector<float> unlimited = run(0, {}, nullptr);
+  std::vector<LayerRouting> trace;
+  const std::vector<float> mixed = run(1, {0, 1, 0}, &trace);
+  const auto v = static_cast<size_t>(c.vocab_size);
+  auto row = [&](const std::vector<float>& all, size_t i) {
+    return std::vector<float>(all.begin() + static_cast<std::ptrdiff_t>(i * v),
+                              all.begin() + static_cast<std::ptrdiff_t>((i + 1) * v));
+  };
+  // The limit changes sequence 1 far beyond rounding; riding in the batch changes nothing.
+  ASSERT_GT(testing::RelError(row(limited, 1), row(unlimited, 1)), 1e-3);
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    const std::vector<float>& want = i == 1 ? unlimited : limited;
+    EXPECT_LE(testing::RelError(row(mixed, i), row(want, i)), 1e-5) << "sequence " << i;
+  }
+  // The faithful rows are never counted as diverging.
+  for (const LayerRouting& layer : trace) {
+    if (layer.expert_ids.empty()) continue;
+    const size_t first = kPrompts[0].size(), count = kPrompts[1].size();
+    for (size_t r = first; r < first + count; ++r) EXPECT_EQ(layer.differs_from_model[r], 0);
+  }
+  RouteOverFourDevices(*model, 1);
+  LatentKvCache cache(c, 32);
+  SequenceInput one{&cache, kPrompts[0]};
+  std::vector<uint8_t> wrong = {1, 0};
+  std::vector<float> logits;
+  EXPECT_EQ(model->Forward({&one, 1}, {.model_faithful = wrong}, &logits).code(),
+            StatusCode::kInvalidArgument);
 }
 
 }  // namespace
