@@ -4,30 +4,13 @@
 #include <cmath>
 #include <string>
 
+#include "engine/distribution.h"
 #include "engine/kv_cache.h"
 #include "engine/moe.h"
 #include "router/routing_setup.h"
 
 namespace kubemoe::eval {
 namespace {
-
-// log-softmax of one row of logits, accumulated in double.
-void LogSoftmax(std::span<const float> logits, std::vector<double>& out) {
-  out.resize(logits.size());
-  double max = -INFINITY;
-  for (float x : logits) max = std::max(max, static_cast<double>(x));
-  double sum = 0;
-  for (float x : logits) sum += std::exp(static_cast<double>(x) - max);
-  const double log_z = max + std::log(sum);
-  for (size_t i = 0; i < logits.size(); ++i) out[i] = static_cast<double>(logits[i]) - log_z;
-}
-
-// KL(p || q) from log-probabilities.
-double KlDivergence(std::span<const double> log_p, std::span<const double> log_q) {
-  double kl = 0;
-  for (size_t i = 0; i < log_p.size(); ++i) kl += std::exp(log_p[i]) * (log_p[i] - log_q[i]);
-  return std::max(kl, 0.0);  // rounding can give -1e-17 for identical rows
-}
 
 // Restores the model's own routing: faithful gate, no placement.
 Status ResetRouting(engine::Model& model) {
@@ -105,7 +88,7 @@ StatusOr<std::vector<CaseResult>> EvaluateDeviceLimits(engine::Model& model,
     const size_t positions = doc.tokens.size() - 1;  // rows that predict a next token
     faithful_log_probs.resize(positions * vocab);
     for (size_t t = 0; t < positions; ++t) {
-      LogSoftmax(std::span<const float>(faithful_logits).subspan(t * vocab, vocab), log_p);
+      engine::LogSoftmax(std::span<const float>(faithful_logits).subspan(t * vocab, vocab), log_p);
       std::copy(log_p.begin(), log_p.end(), faithful_log_probs.begin() + static_cast<std::ptrdiff_t>(t * vocab));
     }
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -113,9 +96,9 @@ StatusOr<std::vector<CaseResult>> EvaluateDeviceLimits(engine::Model& model,
       KUBEMOE_RETURN_IF_ERROR(RunDocument(model, doc, &logits, &routing));
       CaseResult& r = results[i];
       for (size_t t = 0; t < positions; ++t) {
-        LogSoftmax(std::span<const float>(logits).subspan(t * vocab, vocab), log_q);
+        engine::LogSoftmax(std::span<const float>(logits).subspan(t * vocab, vocab), log_q);
         r.nll_sum -= log_q[static_cast<size_t>(doc.tokens[t + 1])];
-        const double kl = KlDivergence(
+        const double kl = engine::KlDivergence(
             std::span<const double>(faithful_log_probs).subspan(t * vocab, vocab), log_q);
         sum_kl[i] += kl;
         r.max_kl = std::max(r.max_kl, kl);

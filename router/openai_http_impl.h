@@ -70,7 +70,7 @@ class RequestStream final : public TokenStream, public std::enable_shared_from_t
   // a successful Submit. A failed send (client gone) cancels the request.
   void StartStreaming();
 
-  bool OnToken(int32_t token) override;
+  bool OnToken(const GeneratedToken& token) override;
   void OnFinish(const Status& status, FinishReason reason, const Usage& usage) override;
   bool Cancelled() const override { return client_gone_ || server_stopping_; }
 

@@ -68,8 +68,9 @@ void RequestStream::StartStreaming() {
   sent_ = sent;
 }
 
-bool RequestStream::OnToken(int32_t token) {
+bool RequestStream::OnToken(const GeneratedToken& token) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (token.stop) return false;  // comes only with logprobs, which this layer does not ask for yet
   const auto now = Clock::now();
   if (!any_token_) {
     server_->metrics.time_to_first_token->Observe(Seconds(now - arrival_));
@@ -78,7 +79,7 @@ bool RequestStream::OnToken(int32_t token) {
   }
   any_token_ = true;
   last_token_ = now;
-  std::string piece = text_.Add(token);
+  std::string piece = text_.Add(token.id);
   if (stream_ && !finalized_ && !piece.empty() && !client_gone_) {
     WriteLocked(SseEvent(StreamChunk(meta_, piece, false, "")));
   }

@@ -5,6 +5,7 @@
 
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
+#include "router/logprobs.h"
 
 namespace kubemoe::router {
 namespace {
@@ -126,7 +127,14 @@ Status Scheduler::Submit(GenerationParams params, std::shared_ptr<TokenStream> s
                              " is outside the vocabulary (" + std::to_string(c.vocab_size) + ")");
     }
   }
-  if (params.max_tokens < 1) return InvalidArgument("max_tokens must be at least 1");
+  if (params.max_tokens < (params.prompt_logprobs ? 0 : 1)) {
+    return InvalidArgument(params.prompt_logprobs
+                               ? "max_tokens must not be negative"
+                               : "max_tokens must be at least 1 (0 only with prompt logprobs)");
+  }
+  if (params.logprobs && (*params.logprobs < 0 || *params.logprobs > kMaxTopLogprobs)) {
+    return InvalidArgument("logprobs must be between 0 and " + std::to_string(kMaxTopLogprobs));
+  }
   const auto prompt = static_cast<int64_t>(params.prompt.size());
   const int64_t need = prompt + params.max_tokens;
   if (need > max_context_) {
@@ -248,20 +256,27 @@ void Scheduler::Step() {
   std::erase_if(running_, [](const auto& s) { return s->done; });
   if (running_.empty()) return;
 
+  // Prompt logprobs need the logits of every prefill row; other steps take only each sequence's
+  // last row, so ordinary decoding does not pay for them.
   std::vector<engine::SequenceInput> batch;
+  std::vector<int64_t> first_row;  // of each sequence, when all_logits
   int64_t rows = 0;
+  bool all_logits = false;
   for (auto& s : running_) {
     if (s->prefilled) {
       batch.push_back({s->cache.get(), std::span<const int32_t>(&s->next, 1)});
     } else {
       batch.push_back({s->cache.get(), s->params.prompt});
+      all_logits = all_logits || s->params.prompt_logprobs;
     }
+    first_row.push_back(rows);
     rows += static_cast<int64_t>(batch.back().tokens.size());
   }
   std::vector<engine::LayerRouting> trace;
   engine::ForwardOptions options;
   options.routing = &trace;
   options.deadline = now + options_.step_timeout;
+  options.all_logits = all_logits;
   std::vector<float> logits;
   Status s = model_->Forward(batch, options, &logits);
   if (metrics_->step_rows) {
@@ -289,22 +304,47 @@ void Scheduler::Step() {
   }
   const auto vocab = static_cast<size_t>(model_->config().vocab_size);
   const std::optional<int64_t> eos = model_->config().eos_token_id;
+  auto row = [&](int64_t r) {
+    return std::span<const float>(logits).subspan(static_cast<size_t>(r) * vocab, vocab);
+  };
   for (size_t i = 0; i < running_.size(); ++i) {
     Sequence& seq = *running_[i];
+    const GenerationParams& p = seq.params;
+    const auto new_rows = static_cast<int64_t>(batch[i].tokens.size());
+    const int64_t last = all_logits ? first_row[i] + new_rows - 1 : static_cast<int64_t>(i);
+    if (!seq.prefilled && p.prompt_logprobs) {
+      // Row j holds the distribution of prompt token j + 1.
+      std::vector<PositionLogprobs> prompt(p.prompt.size() - 1);
+      for (size_t j = 0; j < prompt.size(); ++j) {
+        prompt[j] = ComputeLogprobs(row(first_row[i] + static_cast<int64_t>(j)), p.prompt[j + 1],
+                                    p.logprobs.value_or(0));
+      }
+      seq.stream->OnPromptLogprobs(prompt);
+    }
     seq.prefilled = true;
-    const int32_t token =
-        seq.sampler->Sample(std::span<const float>(logits).subspan(i * vocab, vocab));
-    const auto& stops = seq.params.stop_tokens;
-    if ((seq.params.stop_at_eos && eos && token == *eos) ||
+    if (seq.generated >= p.max_tokens) {  // max_tokens 0: the prompt's logprobs were all it wanted
+      Finish(seq, Status::Ok(), FinishReason::kLength);
+      continue;
+    }
+    const int32_t token = seq.sampler->Sample(row(last));
+    GeneratedToken out;
+    out.id = token;
+    if (p.logprobs) out.logprobs = ComputeLogprobs(row(last), token, *p.logprobs);
+    const auto& stops = p.stop_tokens;
+    if ((p.stop_at_eos && eos && token == *eos) ||
         std::find(stops.begin(), stops.end(), token) != stops.end()) {
+      if (p.logprobs) {
+        out.stop = true;
+        seq.stream->OnToken(out);
+      }
       Finish(seq, Status::Ok(), FinishReason::kStop);
       continue;
     }
     ++seq.generated;
     seq.next = token;
-    if (!seq.stream->OnToken(token)) {
+    if (!seq.stream->OnToken(out)) {
       Finish(seq, Status::Ok(), FinishReason::kCancelled);
-    } else if (seq.generated >= seq.params.max_tokens) {
+    } else if (seq.generated >= p.max_tokens) {
       Finish(seq, Status::Ok(), FinishReason::kLength);
     }
   }

@@ -2,7 +2,9 @@
 // one loop thread runs steps; before each step, finished and cancelled sequences leave and queued
 // requests join (within --max-batch-size sequences, --max-batch-tokens tokens per step and the KV
 // cache budget); a step is one Forward over every running sequence (prefill rows for the new ones,
-// one decode row for the others), then one sampled token per sequence.
+// one decode row for the others), then one sampled token per sequence. A step with a joiner that
+// wants prompt logprobs asks the model for the logits of every row (ForwardOptions::all_logits)
+// and takes each sequence's last row from them; other steps get one row per sequence.
 //
 // A failed step (an expert shard died, a deadline passed) ends every request in that step with
 // the error; the scheduler keeps running, and requests submitted later succeed once the shards

@@ -122,7 +122,11 @@ class OpenAIHttpTest : public ::testing::Test {
   // Plays the scheduler: sends `text`'s tokens; false when the stream asked to stop.
   bool Say(TokenStream& stream, const std::string& text) {
     bool more = true;
-    for (int32_t id : tokenizer_->Encode(text, false)) more = stream.OnToken(id) && more;
+    for (int32_t id : tokenizer_->Encode(text, false)) {
+      GeneratedToken token;
+      token.id = id;
+      more = stream.OnToken(token) && more;
+    }
     return more;
   }
 

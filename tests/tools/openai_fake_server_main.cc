@@ -14,6 +14,8 @@
 //   KM_ENDLESS       the reply repeats until max_tokens (for disconnect tests)
 // Like the real scheduler it checks the request (empty prompt, ids outside the vocabulary,
 // max_tokens, the context), honours stop_tokens, and polls Cancelled() before every token.
+// Logprobs are made up but well-formed: token k of a sequence (prompt or reply) has logprob
+// -(1 + k % 4) / 4, its alternatives are the next ids with logprobs 1, 2, ... lower.
 // GET /debug/cancelled answers {"submitted", "finished", "cancelled", "stopped_by_stream",
 // "active"}: "cancelled" counts requests dropped because their stream reported Cancelled() (a
 // client gone); "stopped_by_stream" those whose OnToken returned false otherwise (a stop string).
@@ -66,7 +68,9 @@ class FakeService final : public router::GenerationService {
         return km::InvalidArgument("token id " + std::to_string(id) + " is outside the vocabulary");
       }
     }
-    if (params.max_tokens < 1) return km::InvalidArgument("max_tokens must be >= 1");
+    if (params.max_tokens < (params.prompt_logprobs ? 0 : 1)) {
+      return km::InvalidArgument("max_tokens must be >= 1");
+    }
     if (static_cast<int64_t>(params.prompt.size()) + params.max_tokens > options_.max_context) {
       return km::OutOfRange("prompt + max_tokens exceed the context");
     }
@@ -112,9 +116,31 @@ class FakeService final : public router::GenerationService {
     --counts_["active"];
   }
 
+  router::PositionLogprobs MadeUpLogprobs(int32_t token, size_t k, int32_t top) const {
+    router::PositionLogprobs out;
+    out.logprob = -static_cast<double>(1 + k % 4) / 4;
+    for (int32_t j = 0; j < top; ++j) {
+      out.top.push_back({(token + 1 + j) % tokenizer_->VocabSize(), out.logprob - 1 - j});
+    }
+    return out;
+  }
+
   void Run(const router::GenerationParams& params, router::TokenStream& stream, bool fail,
            bool endless) {
     router::Usage usage{static_cast<int64_t>(params.prompt.size()), 0};
+    const int32_t top = params.logprobs.value_or(0);
+    if (params.prompt_logprobs) {
+      std::vector<router::PositionLogprobs> prompt;
+      for (size_t k = 1; k < params.prompt.size(); ++k) {
+        prompt.push_back(MadeUpLogprobs(params.prompt[k], k, top));
+      }
+      stream.OnPromptLogprobs(prompt);
+      if (params.max_tokens == 0) {
+        Count("finished");
+        stream.OnFinish(km::Status::Ok(), router::FinishReason::kLength, usage);
+        return;
+      }
+    }
     for (size_t i = 0;; ++i) {
       if (stream.Cancelled()) {
         Count("cancelled");
@@ -134,7 +160,10 @@ class FakeService final : public router::GenerationService {
       if (stop_token) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(options_.token_delay_ms));
       ++usage.completion_tokens;
-      if (!stream.OnToken(token)) {
+      router::GeneratedToken out;
+      out.id = token;
+      if (params.logprobs) out.logprobs = MadeUpLogprobs(token, params.prompt.size() + i, top);
+      if (!stream.OnToken(out)) {
         Count(stream.Cancelled() ? "cancelled" : "stopped_by_stream");
         stream.OnFinish(km::Status::Ok(), router::FinishReason::kCancelled, usage);
         return;
