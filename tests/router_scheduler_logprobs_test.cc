@@ -83,7 +83,8 @@ std::vector<std::vector<double>> ReferenceLogprobs(engine::Model& model,
   std::vector<std::vector<double>> rows;
   for (size_t r = 0; r < tokens.size() && s.ok(); ++r) {
     long double sum = 0;
-    for (size_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<long double>(logits[r * vocab + v]));
+    for (size_t v = 0; v < vocab; ++v)
+      sum += std::exp(static_cast<long double>(logits[r * vocab + v]));
     std::vector<double> row(vocab);
     for (size_t v = 0; v < vocab; ++v) {
       row[v] = static_cast<double>(static_cast<long double>(logits[r * vocab + v]) - std::log(sum));
@@ -175,7 +176,8 @@ TEST_F(SchedulerLogprobs, MixedBatchMatchesLogSoftmaxOfTheModel) {
     if (p.prompt_logprobs) {
       ASSERT_EQ(r.prompt_.size(), n - 1) << name;
       for (size_t j = 0; j + 1 < n; ++j) {
-        ExpectMatches(r.prompt_[j], rows[j], p.prompt[j + 1], 3, name + " prompt " + std::to_string(j + 1));
+        ExpectMatches(r.prompt_[j], rows[j], p.prompt[j + 1], 3,
+                      name + " prompt " + std::to_string(j + 1));
       }
     }
     for (size_t k = 0; k < r.tokens_.size(); ++k) {
