@@ -265,21 +265,20 @@ TEST_F(SchedulerLogprobs, PromptOnlyStopTokensAndValidation) {
   scheduler->Stop();
 }
 
-TEST(LogSoftmax, StableTiesAndSmallVocabularies) {
+TEST(ComputeLogprobs, StableTiesAndSmallVocabularies) {
   const std::vector<float> logits = {1000.0f, 1000.0f, -1000.0f, 999.0f};
-  LogSoftmax ls(logits);
-  const double lse = 1000.0 + std::log(2.0 + std::exp(-1.0) + std::exp(-2000.0));
-  EXPECT_NEAR(ls(0), 1000.0 - lse, 1e-12);  // no overflow at large logits
-  EXPECT_NEAR(ls(2), -1000.0 - lse, 1e-9);  // finite far below
-  std::vector<TokenLogprob> top = ls.Top(3);
-  ASSERT_EQ(top.size(), 3u);
-  EXPECT_EQ(top[0].token, 0);  // equal logits: lower id first
-  EXPECT_EQ(top[1].token, 1);
-  EXPECT_EQ(top[2].token, 3);
-  EXPECT_EQ(ls.Top(10).size(), 4u);
-  EXPECT_TRUE(ls.Top(0).empty());
-  PositionLogprobs p = ComputeLogprobs(logits, 3, 0);
-  EXPECT_NEAR(p.logprob, 999.0 - lse, 1e-9);
+  const double log_sum = std::log(2.0 + std::exp(-1.0) + std::exp(-2000.0));  // after the max
+  PositionLogprobs p = ComputeLogprobs(logits, 2, 3);
+  EXPECT_NEAR(p.logprob, -2000.0 - log_sum, 1e-9);  // no overflow, finite far below
+  ASSERT_EQ(p.top.size(), 3u);
+  EXPECT_EQ(p.top[0].token, 0);  // equal logits: lower id first
+  EXPECT_EQ(p.top[1].token, 1);
+  EXPECT_EQ(p.top[2].token, 3);
+  EXPECT_NEAR(p.top[0].logprob, -log_sum, 1e-12);
+  EXPECT_NEAR(p.top[2].logprob, -1.0 - log_sum, 1e-12);
+  EXPECT_EQ(ComputeLogprobs(logits, 0, 10).top.size(), 4u);  // the whole (small) vocabulary
+  p = ComputeLogprobs(logits, 3, 0);
+  EXPECT_NEAR(p.logprob, -1.0 - log_sum, 1e-12);
   EXPECT_TRUE(p.top.empty());
 }
 
