@@ -188,7 +188,8 @@ void OpenAIHttpServer::Impl::HandleGeneration(http_request request, OpenAIEndpoi
   meta.id = (endpoint == OpenAIEndpoint::kChatCompletions ? "chatcmpl-" : "cmpl-") + Hex(Random());
   meta.created = static_cast<int64_t>(std::time(nullptr));
   meta.model = options.served_model_name;
-  auto stream = std::make_shared<RequestStream>(shared_from_this(), request, meta, parsed, arrival);
+  auto stream =
+      std::make_shared<RequestStream>(shared_from_this(), request, meta, parsed, params, arrival);
   if (!Track(stream)) {
     ReplyError(request, path,
                MakeError(503, "service_unavailable_error", "the server is shutting down", "",

@@ -4,10 +4,11 @@
 //   POST /v1/completions        prompt (text or token ids) -> text
 //   POST /v1/chat/completions   messages, rendered with the chat template -> assistant message
 //   GET  <caller's routes>      e.g. /healthz, /readyz, /metrics
-// Request fields and validation: router/openai_request.h. With "stream": true the answer is
-// text/event-stream: one `data: {chunk}` event per piece of text as tokens arrive (chat's first
-// chunk carries the role), a final chunk with finish_reason, a usage chunk when
-// stream_options.include_usage, then `data: [DONE]`.
+// Request fields and validation: router/openai_request.h; logprobs: router/openai_logprobs.h.
+// With "stream": true the answer is text/event-stream: one `data: {chunk}` event per piece of
+// text as tokens arrive (per token, with its logprobs, when logprobs were asked for; chat's first
+// chunk carries the role, completions' first the prompt when echo), a final chunk with
+// finish_reason, a usage chunk when stream_options.include_usage, then `data: [DONE]`.
 //
 // Errors are {"error": {"message", "type", "param", "code"}} with the status code: 400 malformed
 // or invalid fields (and chat templates that refuse the messages), 404 unknown path or model,

@@ -10,11 +10,13 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "router/openai_http.h"
+#include "router/openai_logprobs.h"
 #include "router/openai_metrics.h"
 #include "router/openai_request.h"
 #include "router/openai_response.h"
@@ -55,21 +57,25 @@ struct OpenAIHttpServer::Impl : std::enable_shared_from_this<OpenAIHttpServer::I
   uint64_t Random();
 };
 
-// One request's TokenStream: text assembly, SSE events or the final JSON reply, and metrics.
+// One request's TokenStream: text assembly, logprobs, SSE events or the final JSON reply, and
+// metrics.
 // OnToken and OnFinish run on the service's thread; Abort on a listener or the stopping thread;
 // `mu_` orders their effects on the HTTP side.
 class RequestStream final : public TokenStream, public std::enable_shared_from_this<RequestStream> {
  public:
+  // `params`: what goes to the service (its prompt is echoed with its logprobs).
   RequestStream(std::shared_ptr<OpenAIHttpServer::Impl> server, web::http::http_request request,
-                ResponseMeta meta, const OpenAIRequest& parsed,
+                ResponseMeta meta, const OpenAIRequest& parsed, const GenerationParams& params,
                 std::chrono::steady_clock::time_point arrival);
 
-  // Streaming: queues chat's first chunk (the role) ahead of any token. Call before Submit.
+  // Streaming: queues chat's first chunk (the role), or the echoed prompt when its logprobs are
+  // not coming, ahead of any token. Call before Submit.
   void Begin();
   // Streaming: sends the 200 text/event-stream reply whose body the events flow into. Call after
   // a successful Submit. A failed send (client gone) cancels the request.
   void StartStreaming();
 
+  void OnPromptLogprobs(std::span<const PositionLogprobs> logprobs) override;
   bool OnToken(const GeneratedToken& token) override;
   void OnFinish(const Status& status, FinishReason reason, const Usage& usage) override;
   bool Cancelled() const override { return client_gone_ || server_stopping_; }
@@ -91,6 +97,10 @@ class RequestStream final : public TokenStream, public std::enable_shared_from_t
   const ResponseMeta meta_;
   const bool stream_;
   const bool include_usage_;
+  const bool echo_;
+  const bool echo_waits_for_logprobs_;  // the echo goes out with the prompt's logprobs
+  const std::string echo_text_;         // the prompt's text when echo_
+  const std::vector<int32_t> prompt_;   // when echo_
   const std::string endpoint_label_;
   const std::chrono::steady_clock::time_point arrival_;
 
@@ -99,6 +109,7 @@ class RequestStream final : public TokenStream, public std::enable_shared_from_t
 
   std::mutex mu_;
   TextAssembler text_;                                            // guarded by mu_
+  std::optional<LogprobsBuilder> logprobs_;  // guarded by mu_; set when logprobs were asked for
   concurrency::streams::producer_consumer_buffer<uint8_t> body_;  // written under mu_
   bool finalized_ = false;  // guarded by mu_: the HTTP answer is complete (or abandoned)
   std::chrono::steady_clock::time_point last_token_;  // guarded by mu_

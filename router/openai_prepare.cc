@@ -51,8 +51,13 @@ bool PrepareGeneration(const OpenAIRequest& request, const Tokenizer& tokenizer,
                     prompt_field + " or completion.",
                 "context_length_exceeded");
   };
-  if (room < 1) return too_long(1);
-  if (request.max_tokens) {
+  if (request.max_tokens && *request.max_tokens == 0) {  // echo: the prompt's logprobs only
+    if (room < 0) return too_long(0);
+    params->max_tokens = 0;
+    params->prompt_logprobs = true;
+  } else if (room < 1) {
+    return too_long(1);
+  } else if (request.max_tokens) {
     if (*request.max_tokens > room) return too_long(*request.max_tokens);
     params->max_tokens = *request.max_tokens;
   } else {
@@ -65,6 +70,8 @@ bool PrepareGeneration(const OpenAIRequest& request, const Tokenizer& tokenizer,
   params->sampling.seed = request.seed.value_or(random_seed);
   params->stop_tokens = request.stop_token_ids;
   params->stop_at_eos = !request.ignore_eos;
+  params->logprobs = request.logprobs;
+  if (request.echo && request.logprobs) params->prompt_logprobs = true;
   return true;
 }
 

@@ -1,7 +1,8 @@
 // A validated OpenAI request -> the token-level GenerationParams the scheduler takes: the prompt
 // tokenized (completions: with the tokenizer's special tokens, e.g. BOS; chat: the chat
 // template's rendering, which carries its own BOS, without), the context limit checked, the
-// default max_tokens applied, and sampling settings copied.
+// default max_tokens applied, and sampling and logprobs settings copied (echo with logprobs, or
+// with max_tokens 0, asks for the prompt's logprobs).
 #pragma once
 
 #include <cstdint>

@@ -317,12 +317,39 @@ bool ParseStreaming(const json& body, RequestParser& p, OpenAIRequest* r) {
   return true;
 }
 
+// Before ParseLimits: max_tokens 0 depends on echo.
+bool ParseLogprobs(RequestParser& p, OpenAIRequest* r) {
+  if (!p.Bool("return_tokens_as_token_ids", &r->return_tokens_as_token_ids)) return false;
+  std::optional<int64_t> n;
+  if (r->endpoint == OpenAIEndpoint::kCompletions) {
+    if (!p.Integer("logprobs", 0, kMaxTopLogprobs, &n) || !p.Bool("echo", &r->echo)) return false;
+    if (n) r->logprobs = static_cast<int32_t>(*n);
+    return p.Neutral("top_logprobs", {json(0)});
+  }
+  bool wanted = false;
+  if (!p.Bool("logprobs", &wanted) || !p.Integer("top_logprobs", 0, kMaxTopLogprobs, &n)) {
+    return false;
+  }
+  if (n && !wanted) {
+    return p.Invalid("top_logprobs", "'top_logprobs' requires 'logprobs' to be true");
+  }
+  if (wanted) r->logprobs = static_cast<int32_t>(n.value_or(0));
+  const json* echo = p.Find("echo");
+  if (echo && *echo != false) {
+    return p.Invalid("echo", "'echo' is only supported by /v1/completions");
+  }
+  return true;
+}
+
 bool ParseLimits(RequestParser& p, OpenAIRequest* r) {
   std::optional<int64_t> n;
   if (!p.Integer("n", 1, INT32_MAX, &n)) return false;
   if (n && *n != 1) return p.Invalid("n", "'n' must be 1: one choice per request is supported");
   std::optional<int64_t> max_tokens, max_completion_tokens;
-  if (!p.Integer("max_tokens", 1, INT32_MAX, &max_tokens)) return false;
+  if (!p.Integer("max_tokens", 0, INT32_MAX, &max_tokens)) return false;
+  if (max_tokens && *max_tokens == 0 && !r->echo) {
+    return p.Invalid("max_tokens", "'max_tokens' must be at least 1 (0 only with 'echo': true)");
+  }
   if (r->endpoint == OpenAIEndpoint::kChatCompletions &&
       !p.Integer("max_completion_tokens", 1, INT32_MAX, &max_completion_tokens)) {
     return false;
@@ -332,20 +359,15 @@ bool ParseLimits(RequestParser& p, OpenAIRequest* r) {
 }
 
 bool ParseUnsupported(RequestParser& p, OpenAIEndpoint endpoint) {
-  const json zero = 0, one = 1, no = false;
+  const json zero = 0, one = 1;
   if (!p.Neutral("presence_penalty", {zero}) || !p.Neutral("frequency_penalty", {zero}) ||
       !p.Neutral("repetition_penalty", {one}) || !p.Neutral("min_p", {zero}) ||
       !p.Neutral("min_tokens", {zero}) || !p.Neutral("logit_bias", {json::object()}) ||
-      !p.Neutral("best_of", {one}) || !p.Neutral("echo", {no}) ||
-      !p.Neutral("response_format", {json{{"type", "text"}}}) ||
-      !p.Neutral("tools", {json::array()}) || !p.Neutral("tool_choice", {"none", "auto"}) ||
-      !p.Neutral("top_logprobs", {zero})) {
+      !p.Neutral("best_of", {one}) || !p.Neutral("response_format", {json{{"type", "text"}}}) ||
+      !p.Neutral("tools", {json::array()}) || !p.Neutral("tool_choice", {"none", "auto"})) {
     return false;
   }
-  if (endpoint == OpenAIEndpoint::kCompletions) {
-    return p.Neutral("logprobs", {}) && p.Neutral("suffix", {""});
-  }
-  return p.Neutral("logprobs", {no});
+  return endpoint != OpenAIEndpoint::kCompletions || p.Neutral("suffix", {""});
 }
 
 }  // namespace
@@ -375,8 +397,9 @@ bool ParseOpenAIRequest(std::string_view body_text, OpenAIEndpoint endpoint, Ope
       if (!p.Bool("add_generation_prompt", &request->add_generation_prompt)) return false;
     }
     std::string user;
-    return ParseLimits(p, request) && ParseSampling(p, request) && ParseStop(body, p, request) &&
-           ParseStopTokenIds(body, p, request) && p.Bool("ignore_eos", &request->ignore_eos) &&
+    return ParseLogprobs(p, request) && ParseLimits(p, request) && ParseSampling(p, request) &&
+           ParseStop(body, p, request) && ParseStopTokenIds(body, p, request) &&
+           p.Bool("ignore_eos", &request->ignore_eos) &&
            p.Bool("skip_special_tokens", &request->skip_special_tokens) &&
            ParseStreaming(body, p, request) && p.String("user", &user) &&
            ParseUnsupported(p, endpoint);

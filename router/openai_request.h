@@ -1,8 +1,8 @@
 // Parsing and validation of OpenAI /v1/completions and /v1/chat/completions request bodies, with
 // vLLM's behaviour where OpenAI's API leaves room: unknown fields are ignored, known fields of the
 // wrong type or with invalid values are an error naming the field, and features we do not
-// implement (n > 1, logprobs, penalties, tools, ...) are accepted only at their neutral value, so
-// a request is never answered as if an option had been honoured when it was not.
+// implement (n > 1, penalties, tools, ...) are accepted only at their neutral value, so a request
+// is never answered as if an option had been honoured when it was not.
 // No cpprestsdk here: the fuzz build links this (tests/fuzz/openai_request_fuzz.cc).
 #pragma once
 
@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "router/generation_service.h"
 
 namespace kubemoe::router {
 
@@ -49,7 +51,9 @@ struct OpenAIRequest {
   nlohmann::json messages;
   bool add_generation_prompt = true;  // vLLM's extension
 
-  std::optional<int64_t> max_tokens;  // chat: max_completion_tokens, else max_tokens
+  // Chat: max_completion_tokens, else max_tokens. >= 1; 0 only for completions with echo (the
+  // prompt's logprobs without generating, as OpenAI's legacy API and vLLM allow).
+  std::optional<int64_t> max_tokens;
   double temperature = 1.0;           // OpenAI's default
   double top_p = 1.0;
   int32_t top_k = 0;                    // vLLM's extension; -1 and 0 mean no limit
@@ -60,6 +64,14 @@ struct OpenAIRequest {
   bool skip_special_tokens = true;      // vLLM's extension
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+
+  // Logprobs, 0..kMaxTopLogprobs alternatives per token; unset: none. Completions: `logprobs` (an
+  // integer or null). Chat: `top_logprobs` (default 0) when `logprobs` is true; `top_logprobs`
+  // without `logprobs: true` is an error.
+  std::optional<int32_t> logprobs;
+  bool echo = false;  // completions only: the answer's text and logprobs start with the prompt's
+  // vLLM's extension: logprobs name tokens "token_id:<id>" instead of by their text.
+  bool return_tokens_as_token_ids = false;
 };
 
 // Parses `body` for `endpoint`. Returns false and fills `error` (status 400, `param` naming the

@@ -40,8 +40,8 @@ json UsageJson(const Usage& usage) {
 }
 
 json FullResponse(const ResponseMeta& meta, const std::string& text,
-                  const std::string& finish_reason, const Usage& usage) {
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", NullOr(finish_reason)}};
+                  const std::string& finish_reason, const Usage& usage, const json& logprobs) {
+  json choice = {{"index", 0}, {"logprobs", logprobs}, {"finish_reason", NullOr(finish_reason)}};
   if (IsChat(meta)) {
     choice["message"] = {{"role", "assistant"}, {"content", text}};
   } else {
@@ -54,12 +54,12 @@ json FullResponse(const ResponseMeta& meta, const std::string& text,
 }
 
 json StreamChunk(const ResponseMeta& meta, const std::string& text, bool role_delta,
-                 const std::string& finish_reason) {
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", NullOr(finish_reason)}};
+                 const std::string& finish_reason, const json& logprobs) {
+  json choice = {{"index", 0}, {"logprobs", logprobs}, {"finish_reason", NullOr(finish_reason)}};
   if (IsChat(meta)) {
     json delta = json::object();
     if (role_delta) delta["role"] = "assistant";
-    if (role_delta || !text.empty()) delta["content"] = text;
+    if (role_delta || !text.empty() || !logprobs.is_null()) delta["content"] = text;
     choice["delta"] = std::move(delta);
   } else {
     choice["text"] = text;

@@ -28,14 +28,18 @@ std::string DumpJson(const nlohmann::json& value);
 
 // The whole (non-streamed) response: "text_completion" with choices[0].text, or
 // "chat.completion" with choices[0].message {"role": "assistant", "content"}; plus usage.
+// `logprobs` becomes choices[0].logprobs (null: none asked for; router/openai_logprobs.h).
 nlohmann::json FullResponse(const ResponseMeta& meta, const std::string& text,
-                            const std::string& finish_reason, const Usage& usage);
+                            const std::string& finish_reason, const Usage& usage,
+                            const nlohmann::json& logprobs = nullptr);
 
 // One streamed chunk: "text_completion" with choices[0].text, or "chat.completion.chunk" with
 // choices[0].delta. `role_delta` puts {"role": "assistant"} in the delta (chat's first chunk);
-// `finish_reason` empty means null (the request goes on).
+// `finish_reason` empty means null (the request goes on). `logprobs`: those of the chunk's
+// tokens, or null (chat's delta then carries "content" even when the text is empty).
 nlohmann::json StreamChunk(const ResponseMeta& meta, const std::string& text, bool role_delta,
-                           const std::string& finish_reason);
+                           const std::string& finish_reason,
+                           const nlohmann::json& logprobs = nullptr);
 
 // The last chunk when stream_options.include_usage is set: "choices": [] and the usage.
 nlohmann::json UsageChunk(const ResponseMeta& meta, const Usage& usage);

@@ -13,6 +13,14 @@ namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// The text echo shows for the prompt: a text prompt as given; token ids decoded with their special
+// tokens, so that the text is the echoed token strings joined.
+std::string EchoText(const OpenAIRequest& parsed, const Tokenizer& tokenizer) {
+  if (!parsed.echo) return "";
+  if (!parsed.prompt_is_tokens) return parsed.prompt_text;
+  return tokenizer.Decode(parsed.prompt_tokens, /*skip_special_tokens=*/false);
+}
+
 ApiError StoppingError() {
   ApiError e;
   e.http_status = 503;
@@ -26,15 +34,24 @@ ApiError StoppingError() {
 
 RequestStream::RequestStream(std::shared_ptr<OpenAIHttpServer::Impl> server,
                              web::http::http_request request, ResponseMeta meta,
-                             const OpenAIRequest& parsed, Clock::time_point arrival)
+                             const OpenAIRequest& parsed, const GenerationParams& params,
+                             Clock::time_point arrival)
     : server_(std::move(server)),
       request_(std::move(request)),
       meta_(std::move(meta)),
       stream_(parsed.stream),
       include_usage_(parsed.include_usage),
+      echo_(parsed.echo),
+      echo_waits_for_logprobs_(parsed.echo && params.prompt_logprobs),
+      echo_text_(EchoText(parsed, *server_->tokenizer)),
+      prompt_(parsed.echo ? params.prompt : std::vector<int32_t>()),
       endpoint_label_(EndpointLabel(server_->options, request_.relative_uri().path())),
       arrival_(arrival),
-      text_(server_->tokenizer, parsed.stop, parsed.skip_special_tokens) {}
+      text_(server_->tokenizer, parsed.stop, parsed.skip_special_tokens) {
+  if (parsed.logprobs) {
+    logprobs_.emplace(server_->tokenizer, meta_.endpoint, parsed.return_tokens_as_token_ids);
+  }
+}
 
 void RequestStream::WriteLocked(const std::string& data) {
   // A producer_consumer_buffer copies synchronously, so these tasks are already complete; sync
@@ -47,6 +64,9 @@ void RequestStream::Begin() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stream_ && meta_.endpoint == OpenAIEndpoint::kChatCompletions) {
     WriteLocked(SseEvent(StreamChunk(meta_, "", /*role_delta=*/true, "")));
+  }
+  if (stream_ && echo_ && !echo_waits_for_logprobs_) {
+    WriteLocked(SseEvent(StreamChunk(meta_, echo_text_, false, "")));
   }
 }
 
@@ -68,20 +88,47 @@ void RequestStream::StartStreaming() {
   sent_ = sent;
 }
 
+void RequestStream::OnPromptLogprobs(std::span<const PositionLogprobs> logprobs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!echo_) return;
+  if (logprobs_ && !prompt_.empty()) {
+    logprobs_->Add(prompt_[0], nullptr);
+    for (size_t i = 0; i < logprobs.size() && i + 1 < prompt_.size(); ++i) {
+      logprobs_->Add(prompt_[i + 1], &logprobs[i]);
+    }
+  }
+  if (stream_ && !finalized_ && !client_gone_) {
+    WriteLocked(SseEvent(StreamChunk(meta_, echo_text_, false, "",
+                                     logprobs_ ? logprobs_->Take() : nlohmann::json())));
+  }
+}
+
 bool RequestStream::OnToken(const GeneratedToken& token) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (token.stop) return false;  // comes only with logprobs, which this layer does not ask for yet
-  const auto now = Clock::now();
-  if (!any_token_) {
-    server_->metrics.time_to_first_token->Observe(Seconds(now - arrival_));
-  } else {
-    server_->metrics.inter_token_latency->Observe(Seconds(now - last_token_));
+  std::string piece;
+  if (!token.stop) {  // a stop token is not text; it comes only for its logprobs
+    const auto now = Clock::now();
+    if (!any_token_) {
+      server_->metrics.time_to_first_token->Observe(Seconds(now - arrival_));
+    } else {
+      server_->metrics.inter_token_latency->Observe(Seconds(now - last_token_));
+    }
+    any_token_ = true;
+    last_token_ = now;
+    piece = text_.Add(token.id);
   }
-  any_token_ = true;
-  last_token_ = now;
-  std::string piece = text_.Add(token.id);
-  if (stream_ && !finalized_ && !piece.empty() && !client_gone_) {
-    WriteLocked(SseEvent(StreamChunk(meta_, piece, false, "")));
+  // Chat's logprobs cover the message's tokens only (as OpenAI's); completions' also the stop
+  // token (as vLLM's), so a client slicing off the last generated token finds it there.
+  const bool chat = meta_.endpoint == OpenAIEndpoint::kChatCompletions;
+  if (logprobs_ && !(chat && token.stop)) {
+    logprobs_->Add(token.id, token.logprobs ? &*token.logprobs : nullptr);
+  }
+  if (stream_ && !finalized_ && !client_gone_) {
+    if (logprobs_ && logprobs_->pending()) {
+      WriteLocked(SseEvent(StreamChunk(meta_, piece, false, "", logprobs_->Take())));
+    } else if (!piece.empty()) {
+      WriteLocked(SseEvent(StreamChunk(meta_, piece, false, "")));
+    }
   }
   return !text_.stopped() && !Cancelled();
 }
@@ -141,7 +188,9 @@ void RequestStream::OnFinish(const Status& status, FinishReason reason, const Us
     return;
   }
   m.CountRequest(endpoint_label_, 200);
-  sent_ = ReplyJson(request_, 200, FullResponse(meta_, text_.text(), finish_reason, usage));
+  sent_ = ReplyJson(request_, 200,
+                    FullResponse(meta_, echo_text_ + text_.text(), finish_reason, usage,
+                                 logprobs_ ? logprobs_->Take() : nlohmann::json()));
   finalized_ = true;
 }
 

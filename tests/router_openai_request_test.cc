@@ -3,10 +3,12 @@
 // (openai_response.h) and streaming text assembly (stream_text.h).
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "model/tokenizer.h"
 #include "router/chat_template.h"
+#include "router/openai_logprobs.h"
 #include "router/openai_prepare.h"
 #include "router/openai_request.h"
 #include "router/openai_response.h"
@@ -170,14 +172,73 @@ TEST(OpenAIRequest, UnsupportedFeaturesOnlyAtNeutralValues) {
       {"response_format", {{"type", "text"}}}},
      kChat);
   EXPECT_EQ(Err(json{{"prompt", "x"}, {"presence_penalty", 0.5}}).param, "presence_penalty");
-  EXPECT_EQ(Err(json{{"prompt", "x"}, {"logprobs", 2}}).param, "logprobs");
-  EXPECT_EQ(Err(json{{"prompt", "x"}, {"echo", true}}).param, "echo");
   EXPECT_EQ(Err(json{{"prompt", "x"}, {"suffix", "tail"}}).param, "suffix");
-  EXPECT_EQ(Err(json{{"messages", kMessages}, {"logprobs", true}}, kChat).param, "logprobs");
   EXPECT_EQ(
       Err(json{{"messages", kMessages}, {"response_format", {{"type", "json_object"}}}}, kChat)
           .param,
       "response_format");
+}
+
+TEST(OpenAIRequest, CompletionLogprobsAndEcho) {
+  OpenAIRequest r = Ok({{"prompt", "x"}});
+  EXPECT_FALSE(r.logprobs.has_value());
+  EXPECT_FALSE(r.echo);
+  EXPECT_FALSE(Ok({{"prompt", "x"}, {"logprobs", nullptr}}).logprobs.has_value());
+  EXPECT_EQ(Ok({{"prompt", "x"}, {"logprobs", 0}}).logprobs, 0);
+  EXPECT_EQ(Ok({{"prompt", "x"}, {"logprobs", 20}}).logprobs, 20);
+  EXPECT_EQ(Ok({{"prompt", "x"}, {"logprobs", 3.0}}).logprobs, 3);
+  // lm-evaluation-harness's loglikelihood request, exactly.
+  r = Ok(json::parse(R"({"model": "m", "prompt": [[1, 5, 9]], "temperature": 0, "max_tokens": 1,
+                         "logprobs": 1, "seed": 1234, "echo": true})"));
+  EXPECT_TRUE(r.echo);
+  EXPECT_EQ(r.logprobs, 1);
+  EXPECT_EQ(r.max_tokens, 1);
+  EXPECT_EQ(r.prompt_tokens, (std::vector<int32_t>{1, 5, 9}));
+  // max_tokens 0: only with echo (the prompt's logprobs, nothing generated).
+  EXPECT_EQ(Ok({{"prompt", "x"}, {"echo", true}, {"max_tokens", 0}, {"logprobs", 0}}).max_tokens,
+            0);
+  EXPECT_EQ(Ok({{"prompt", "x"}, {"echo", true}, {"top_logprobs", 0}}).logprobs, std::nullopt);
+
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"logprobs", -1}}).param, "logprobs");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"logprobs", 21}}).param, "logprobs");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"logprobs", true}}).param, "logprobs");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"logprobs", "3"}}).param, "logprobs");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"logprobs", 1.5}}).param, "logprobs");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"echo", 1}}).param, "echo");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"echo", "true"}}).param, "echo");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"max_tokens", 0}, {"logprobs", 1}}).param, "max_tokens");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"echo", true}, {"max_tokens", -1}}).param, "max_tokens");
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"top_logprobs", 2}}).param, "top_logprobs");
+}
+
+TEST(OpenAIRequest, ChatLogprobs) {
+  EXPECT_FALSE(Ok({{"messages", kMessages}}, kChat).logprobs.has_value());
+  EXPECT_FALSE(Ok({{"messages", kMessages}, {"logprobs", false}}, kChat).logprobs.has_value());
+  EXPECT_EQ(Ok({{"messages", kMessages}, {"logprobs", true}}, kChat).logprobs, 0);
+  EXPECT_EQ(Ok({{"messages", kMessages}, {"logprobs", true}, {"top_logprobs", 20}}, kChat).logprobs,
+            20);
+  EXPECT_FALSE(
+      Ok({{"messages", kMessages}, {"logprobs", nullptr}, {"top_logprobs", nullptr}}, kChat)
+          .logprobs.has_value());
+  Ok({{"messages", kMessages}, {"echo", false}}, kChat);
+
+  EXPECT_EQ(Err(json{{"messages", kMessages}, {"logprobs", 2}}, kChat).param, "logprobs");
+  EXPECT_EQ(Err(json{{"messages", kMessages}, {"logprobs", "true"}}, kChat).param, "logprobs");
+  EXPECT_EQ(Err(json{{"messages", kMessages}, {"top_logprobs", 2}}, kChat).param, "top_logprobs");
+  EXPECT_EQ(
+      Err(json{{"messages", kMessages}, {"logprobs", false}, {"top_logprobs", 0}}, kChat).param,
+      "top_logprobs");
+  EXPECT_EQ(
+      Err(json{{"messages", kMessages}, {"logprobs", true}, {"top_logprobs", 21}}, kChat).param,
+      "top_logprobs");
+  EXPECT_EQ(
+      Err(json{{"messages", kMessages}, {"logprobs", true}, {"top_logprobs", -1}}, kChat).param,
+      "top_logprobs");
+  EXPECT_EQ(
+      Err(json{{"messages", kMessages}, {"logprobs", true}, {"top_logprobs", 2.5}}, kChat).param,
+      "top_logprobs");
+  EXPECT_EQ(Err(json{{"messages", kMessages}, {"echo", true}}, kChat).param, "echo");
+  EXPECT_EQ(Err(json{{"messages", kMessages}, {"max_tokens", 0}}, kChat).param, "max_tokens");
 }
 
 TEST(OpenAIRequest, MalformedBodies) {
@@ -244,6 +305,43 @@ TEST_F(WithTokenizer, PrepareCompletion) {
   r = Ok({{"prompt", std::vector<int>(60, 5)}});  // the default shrinks to what is left
   ASSERT_TRUE(PrepareGeneration(r, *tokenizer_, *chat, limits, 0, &p, &e));
   EXPECT_EQ(p.max_tokens, 4);
+}
+
+TEST_F(WithTokenizer, PrepareLogprobs) {
+  auto chat = ChatTemplate::FromSource(kDefaultChatTemplate, "<B>", "<E>");
+  ASSERT_TRUE(chat.ok());
+  PrepareLimits limits{64, 16};
+  GenerationParams p;
+  ApiError e;
+  OpenAIRequest r = Ok({{"prompt", "x"}});
+  ASSERT_TRUE(PrepareGeneration(r, *tokenizer_, *chat, limits, 0, &p, &e)) << e.message;
+  EXPECT_FALSE(p.logprobs.has_value());
+  EXPECT_FALSE(p.prompt_logprobs);
+
+  r = Ok({{"prompt", "x"}, {"logprobs", 3}});
+  ASSERT_TRUE(PrepareGeneration(r, *tokenizer_, *chat, limits, 0, &p, &e)) << e.message;
+  EXPECT_EQ(p.logprobs, 3);
+  EXPECT_FALSE(p.prompt_logprobs);  // no echo: the prompt's are not reported
+
+  r = Ok({{"prompt", {1, 2, 3}}, {"logprobs", 1}, {"echo", true}, {"max_tokens", 1}});
+  ASSERT_TRUE(PrepareGeneration(r, *tokenizer_, *chat, limits, 0, &p, &e)) << e.message;
+  EXPECT_EQ(p.logprobs, 1);
+  EXPECT_TRUE(p.prompt_logprobs);
+  EXPECT_EQ(p.max_tokens, 1);
+
+  // max_tokens 0: prefill only; the prompt may then fill the whole context.
+  r = Ok({{"prompt", std::vector<int>(64, 5)}, {"echo", true}, {"max_tokens", 0}});
+  ASSERT_TRUE(PrepareGeneration(r, *tokenizer_, *chat, limits, 0, &p, &e)) << e.message;
+  EXPECT_EQ(p.max_tokens, 0);
+  EXPECT_TRUE(p.prompt_logprobs);
+  r = Ok({{"prompt", std::vector<int>(65, 5)}, {"echo", true}, {"max_tokens", 0}});
+  EXPECT_FALSE(PrepareGeneration(r, *tokenizer_, *chat, limits, 0, &p, &e));
+  EXPECT_EQ(e.http_status, 413);
+
+  r = Ok({{"messages", kMessages}, {"logprobs", true}, {"top_logprobs", 4}}, kChat);
+  ASSERT_TRUE(PrepareGeneration(r, *tokenizer_, *chat, limits, 0, &p, &e)) << e.message;
+  EXPECT_EQ(p.logprobs, 4);
+  EXPECT_FALSE(p.prompt_logprobs);
 }
 
 TEST_F(WithTokenizer, PrepareChat) {
@@ -343,6 +441,145 @@ TEST(OpenAIResponse, Shapes) {
             "b\"");  // U+FFFD, never a throw
   EXPECT_STREQ(FinishReasonName(FinishReason::kLength), "length");
   EXPECT_STREQ(FinishReasonName(FinishReason::kStop), "stop");
+}
+
+TEST(OpenAILogprobs, TokenStringsCarryIncompleteCharacters) {
+  std::string rest = "unchanged";
+  EXPECT_EQ(TokenString("", "abc", &rest), "abc");
+  EXPECT_EQ(rest, "");
+  EXPECT_EQ(TokenString("", "a\xE2\x9C", &rest), "a");  // "✓" = E2 9C 93, cut after 2 bytes
+  EXPECT_EQ(rest, "\xE2\x9C");
+  EXPECT_EQ(TokenString(rest, "\x93!", &rest), "✓!");
+  EXPECT_EQ(rest, "");
+  EXPECT_EQ(TokenString("", "\xF0\x9F\x98", &rest), "");  // 3 of 😀's 4 bytes
+  EXPECT_EQ(rest, "\xF0\x9F\x98");
+  // Bytes that can never become a character read as U+FFFD, one per maximal invalid part.
+  EXPECT_EQ(TokenString("", "\x93", nullptr), "\uFFFD");
+  EXPECT_EQ(TokenString("", std::string("a\xFF\xFE") + "b", nullptr), "a\uFFFD\uFFFDb");
+  EXPECT_EQ(TokenString("", "\xE2\x28", nullptr), "\uFFFD(");
+  EXPECT_EQ(TokenString("", "\xE2\x9C\x28", nullptr), "\uFFFD(");
+  EXPECT_EQ(TokenString("", "\xED\xA0\x80", nullptr), "\uFFFD\uFFFD\uFFFD");  // a surrogate
+}
+
+TEST_F(WithTokenizer, CompletionLogprobsJson) {
+  const std::string text = "Hi ✓ 😀 ok";
+  const std::vector<int32_t> ids = tokenizer_->Encode(text, false);
+  LogprobsBuilder b(tokenizer_, OpenAIEndpoint::kCompletions);
+  EXPECT_FALSE(b.pending());
+  b.Add(ids[0], nullptr);  // an echoed first prompt token
+  for (size_t i = 1; i < ids.size(); ++i) {
+    PositionLogprobs lp{-0.5 - static_cast<double>(i), {{ids[i], -0.5 - static_cast<double>(i)}}};
+    lp.top.push_back({0, -std::numeric_limits<double>::infinity()});
+    b.Add(ids[i], &lp);
+  }
+  EXPECT_TRUE(b.pending());
+  json out = b.Take();
+  EXPECT_FALSE(b.pending());
+  ASSERT_EQ(out["tokens"].size(), ids.size());
+  std::string joined;
+  int64_t offset = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string token = out["tokens"][i].get<std::string>();
+    EXPECT_EQ(out["text_offset"][i], offset) << i;
+    joined += token;
+    for (unsigned char c : token) offset += (c & 0xC0) != 0x80;  // code points
+  }
+  EXPECT_EQ(joined, text);  // split characters appear whole on the token that completes them
+  EXPECT_TRUE(out["token_logprobs"][0].is_null());
+  EXPECT_TRUE(out["top_logprobs"][0].is_null());
+  for (size_t i = 1; i < ids.size(); ++i) {
+    const json& top = out["top_logprobs"][i];
+    const std::string token = out["tokens"][i].get<std::string>();
+    EXPECT_DOUBLE_EQ(out["token_logprobs"][i].get<double>(), -0.5 - static_cast<double>(i));
+    ASSERT_TRUE(top.contains(token)) << top;
+    EXPECT_DOUBLE_EQ(top[token].get<double>(), -0.5 - static_cast<double>(i));
+    ASSERT_LE(top.size(), 2u);
+    bool clamped = false;  // -inf is sent as -9999.0, as vLLM does
+    for (const auto& entry : top.items()) clamped = clamped || entry.value() == -9999.0;
+    EXPECT_TRUE(clamped || top.size() == 1) << top;  // 1: token 0's string is the token's
+  }
+
+  // The next Take holds only what came after, with offsets continuing.
+  PositionLogprobs lp{-1.0, {}};
+  b.Add(ids[1], &lp);
+  json next = b.Take();
+  EXPECT_EQ(next["tokens"].size(), 1u);
+  EXPECT_EQ(next["text_offset"][0], offset);
+  EXPECT_EQ(next["top_logprobs"][0].size(), 1u);  // logprobs 0: the token itself
+}
+
+TEST_F(WithTokenizer, CompletionTopLogprobsKeepTheHigherOfEqualStrings) {
+  // Two single-byte tokens that are lone UTF-8 continuation bytes both read as U+FFFD.
+  std::vector<int32_t> lone;
+  for (int32_t id = 0; id < tokenizer_->VocabSize() && lone.size() < 2; ++id) {
+    const std::string bytes = tokenizer_->TokenBytes(id);
+    if (bytes.size() == 1 && (static_cast<unsigned char>(bytes[0]) & 0xC0) == 0x80) {
+      lone.push_back(id);
+    }
+  }
+  ASSERT_EQ(lone.size(), 2u);
+  const int32_t a = tokenizer_->Encode("a", false).at(0);
+  LogprobsBuilder b(tokenizer_, OpenAIEndpoint::kCompletions);
+  PositionLogprobs lp{-3.0, {{lone[0], -1.0}, {lone[1], -0.5}}};
+  b.Add(a, &lp);
+  json top = b.Take()["top_logprobs"][0];
+  EXPECT_EQ(top, (json{{"a", -3.0}, {"\uFFFD", -0.5}}));
+}
+
+TEST_F(WithTokenizer, ChatLogprobsJson) {
+  const std::vector<int32_t> ids = tokenizer_->Encode("✓", false);
+  ASSERT_GE(ids.size(), 1u);
+  LogprobsBuilder b(tokenizer_, OpenAIEndpoint::kChatCompletions);
+  std::string bytes;
+  for (int32_t id : ids) {
+    PositionLogprobs lp{-0.25, {{id, -0.25}, {7, -2.0}}};
+    b.Add(id, &lp);
+  }
+  json out = b.Take();
+  ASSERT_EQ(out["content"].size(), ids.size());
+  std::string joined;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const json& e = out["content"][i];
+    joined += e["token"].get<std::string>();
+    EXPECT_EQ(e["logprob"], -0.25);
+    for (const json& byte : e["bytes"]) bytes.push_back(static_cast<char>(byte.get<int>()));
+    ASSERT_EQ(e["top_logprobs"].size(), 2u);
+    EXPECT_EQ(e["top_logprobs"][0]["logprob"], -0.25);
+    EXPECT_EQ(e["top_logprobs"][0]["token"], e["token"]);
+    EXPECT_EQ(e["top_logprobs"][1]["logprob"], -2.0);
+    EXPECT_TRUE(e["top_logprobs"][1]["bytes"].is_array());
+  }
+  EXPECT_EQ(joined, "✓");
+  EXPECT_EQ(bytes, "✓");  // the raw bytes of each token, joined
+  EXPECT_EQ(LogprobsBuilder(tokenizer_, OpenAIEndpoint::kChatCompletions).Take(),
+            (json{{"content", json::array()}}));
+}
+
+TEST_F(WithTokenizer, TokensAsTokenIds) {
+  EXPECT_TRUE(
+      Ok({{"prompt", "x"}, {"return_tokens_as_token_ids", true}}).return_tokens_as_token_ids);
+  EXPECT_EQ(Err(json{{"prompt", "x"}, {"return_tokens_as_token_ids", 1}}).param,
+            "return_tokens_as_token_ids");
+  LogprobsBuilder b(tokenizer_, OpenAIEndpoint::kCompletions, /*tokens_as_ids=*/true);
+  PositionLogprobs lp{-1.0, {{12, -0.5}}};
+  b.Add(7, nullptr);
+  b.Add(9, &lp);
+  json out = b.Take();
+  EXPECT_EQ(out["tokens"], (json{"token_id:7", "token_id:9"}));
+  EXPECT_EQ(out["top_logprobs"][1], (json{{"token_id:9", -1.0}, {"token_id:12", -0.5}}));
+  EXPECT_EQ(out["text_offset"], (json{0, 10}));
+}
+
+TEST(OpenAIResponse, LogprobsInResponses) {
+  ResponseMeta meta{OpenAIEndpoint::kCompletions, "cmpl-1", 99, "m"};
+  const json lp = {{"tokens", {"a"}}};
+  EXPECT_TRUE(FullResponse(meta, "a", "stop", {})["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(FullResponse(meta, "a", "stop", {}, lp)["choices"][0]["logprobs"], lp);
+  EXPECT_EQ(StreamChunk(meta, "a", false, "", lp)["choices"][0]["logprobs"], lp);
+  ResponseMeta chat{OpenAIEndpoint::kChatCompletions, "chatcmpl-1", 99, "m"};
+  // A chunk with logprobs carries "content" even when its text is held back.
+  json chunk = StreamChunk(chat, "", false, "", {{"content", json::array()}});
+  EXPECT_EQ(chunk["choices"][0]["delta"], (json{{"content", ""}}));
 }
 
 TEST(OpenAIResponse, StatusMapping) {

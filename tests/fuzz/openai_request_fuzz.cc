@@ -29,13 +29,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& s : request.stop) {
       if (s.empty() || s.size() > router::kMaxStopBytes) __builtin_trap();
     }
-    if (request.max_tokens && *request.max_tokens < 1) __builtin_trap();
+    if (request.max_tokens && *request.max_tokens < (request.echo ? 0 : 1)) __builtin_trap();
+    if (request.logprobs &&
+        (*request.logprobs < 0 || *request.logprobs > router::kMaxTopLogprobs)) {
+      __builtin_trap();
+    }
     if (!(request.temperature >= 0.0 && request.temperature <= 2.0)) __builtin_trap();
     if (!(request.top_p > 0.0 && request.top_p <= 1.0)) __builtin_trap();
     if (!request.stream && request.include_usage) __builtin_trap();
     if (endpoint == router::OpenAIEndpoint::kCompletions) {
       if (request.prompt_is_tokens && request.prompt_tokens.empty()) __builtin_trap();
     } else {
+      if (request.echo) __builtin_trap();  // completions only
       if (!request.messages.is_array() || request.messages.empty()) __builtin_trap();
       for (const auto& m : request.messages) {
         if (!m["role"].is_string() || !m["content"].is_string()) __builtin_trap();

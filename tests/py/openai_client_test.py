@@ -7,7 +7,8 @@ max_tokens, stop strings (also split across tokens), streaming (the first chunk 
 generation is still going, chat's role chunk, usage chunk, multi-byte characters never split),
 errors as APIStatusError with the right status code (400, 404, 413, 429, 503), an error in the
 middle of a stream (an error event, raised by the client), a client that disconnects in the
-middle of a stream (the service sees the request cancelled), curl, and /metrics.
+middle of a stream (the service sees the request cancelled), logprobs and echo (shapes; the fake
+makes their values up), curl, and /metrics.
 
 Environment:
   KUBEMOE_OPENAI_FAKE_SERVER_BIN  the fake server (set by ctest), else
@@ -311,12 +312,49 @@ def test_metrics(base):
     check("metrics observe tokens", ttft > 0 and tokens > 0, (ttft, tokens))
 
 
+def test_logprobs(client, model, fake):
+    """Logprobs through the HTTP layer (their values against the model: openai_logprobs_test.py)."""
+    r = client.completions.create(model=model, prompt="Say hi", max_tokens=4, temperature=0,
+                                  logprobs=2, echo=True)
+    c, lp = r.choices[0], r.choices[0].logprobs
+    n = r.usage.prompt_tokens + r.usage.completion_tokens
+    check("logprobs: echo lists prompt and completion tokens", len(lp.tokens) == n
+          and len(lp.token_logprobs) == n and len(lp.top_logprobs) == n
+          and len(lp.text_offset) == n and c.text.startswith("Say hi"), lp)
+    check("logprobs: the first prompt token has none",
+          lp.token_logprobs[0] is None and lp.top_logprobs[0] is None, lp)
+    check("logprobs: top dicts hold the token and at most 2 more",
+          all(t is not None and lp.tokens[i] in t and len(t) <= 3
+              for i, t in enumerate(lp.top_logprobs) if i > 0), lp.top_logprobs)
+    if fake:
+        check("logprobs: the fake's values", lp.token_logprobs[1] == -0.5, lp.token_logprobs)
+    r = client.completions.create(model=model, prompt=[5, 6, 7], max_tokens=0, echo=True,
+                                  logprobs=0)
+    check("logprobs: echo with max_tokens 0", len(r.choices[0].logprobs.tokens) == 3
+          and r.usage.completion_tokens == 0 and r.choices[0].finish_reason == "length", r)
+    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
+                                            max_tokens=4, temperature=0, logprobs=True,
+                                            top_logprobs=1, stream=True)
+    entries, text = [], ""
+    for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            if chunk.choices[0].logprobs is not None:
+                entries += chunk.choices[0].logprobs.content
+    check("logprobs: streamed chat entries, bytes joined give the text",
+          len(entries) == 4 and all(len(e.top_logprobs) == 1 for e in entries)
+          and b"".join(bytes(e.bytes) for e in entries).decode("utf-8", "replace") == text,
+          (entries, text))
+    expect_status("logprobs > 20", 400, lambda: client.completions.create(
+        model=model, prompt="x", max_tokens=1, logprobs=21), param="logprobs")
+
+
 def run(base, model, fake):
     client = openai.OpenAI(base_url=base + "/v1", api_key="not-needed", max_retries=0, timeout=60)
     for fn in (lambda: test_basics(client, model, fake), lambda: test_stop(client, model, fake),
                lambda: test_streaming(client, model, fake), lambda: test_errors(client, model, fake),
                lambda: test_disconnect(client, model, base, fake), lambda: test_curl(base, model),
-               lambda: test_metrics(base)):
+               lambda: test_logprobs(client, model, fake), lambda: test_metrics(base)):
         try:
             fn()
         except Exception as e:  # noqa: BLE001 - report and go on with the other groups
