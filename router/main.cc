@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
                  "latent KV cache budget in tokens (0: max-batch-size x context)");
   app.add_option("--top-k", o.top_k, "experts per token (0: the model's)");
   app.add_option("--device-limit", o.device_limit, "route each token to at most M devices (0: off)");
+  app.add_option("--device-limit-kl-sample-rate", o.scheduler.device_limit_kl_sample_rate,
+                 "with --device-limit: fraction of requests shadowed model-faithfully to "
+                 "estimate the limit's KL cost (0: off)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   app.add_option("--wire-dtype", wire, "hidden states on the wire: bf16 or f32")
       ->capture_default_str();
   app.add_option("--dispatch-timeout-ms", dispatch_timeout_ms, "deadline of one layer's dispatch")

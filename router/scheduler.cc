@@ -12,12 +12,23 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Whether any MoE layer routes with a device limit (only then is there a cost to estimate).
+bool DeviceLimited(const engine::Model& model) {
+  const ModelConfig& c = model.config();
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (c.IsMoeLayer(l) && model.router(l).config().device_limit > 0) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 struct Scheduler::Sequence {
   GenerationParams params;
   std::shared_ptr<TokenStream> stream;
   std::unique_ptr<engine::LatentKvCache> cache;
+  // The model-faithful shadow of a request sampled for the KL estimate: fed the same tokens.
+  std::unique_ptr<engine::LatentKvCache> shadow;
   std::unique_ptr<engine::Sampler> sampler;
   int64_t reserved = 0;  // KV cache tokens reserved
   int32_t next = 0;      // last sampled token, fed to the next decode step
@@ -46,7 +57,8 @@ Scheduler::Scheduler(engine::Model* model, SchedulerOptions options, metrics::Re
       options_(options),
       ready_(std::move(ready)),
       max_context_(model->config().max_position_embeddings),
-      metrics_(std::make_unique<Metrics>()) {
+      metrics_(std::make_unique<Metrics>()),
+      kl_(options.device_limit_kl_sample_rate, registry) {
   if (options_.kv_cache_tokens <= 0) {
     options_.kv_cache_tokens = static_cast<int64_t>(options_.max_batch_size) * max_context_;
   }
@@ -184,6 +196,7 @@ void Scheduler::Finish(Sequence& s, const Status& status, FinishReason reason) {
   s.stream->OnFinish(status, reason,
                      Usage{static_cast<int64_t>(s.params.prompt.size()), s.generated});
   s.cache.reset();
+  s.shadow.reset();
   std::lock_guard<std::mutex> lock(mu_);
   kv_reserved_ -= s.reserved;
   s.reserved = 0;
@@ -236,6 +249,9 @@ void Scheduler::Loop() {
       }
       s->cache = std::make_unique<engine::LatentKvCache>(model_->config(), s->reserved);
       s->sampler = std::make_unique<engine::Sampler>(s->params.sampling);
+      if (kl_.enabled() && DeviceLimited(*model_) && kl_.ShadowNextRequest()) {
+        s->shadow = std::make_unique<engine::LatentKvCache>(model_->config(), s->reserved);
+      }
       running_.push_back(std::move(s));
     }
     Step();
@@ -272,11 +288,25 @@ void Scheduler::Step() {
     first_row.push_back(rows);
     rows += static_cast<int64_t>(batch.back().tokens.size());
   }
+  // Shadows follow, one per sampled sequence, with that sequence's tokens, routed faithfully.
+  std::vector<size_t> shadowed;  // index into running_ of each shadow, in batch order
+  std::vector<uint8_t> faithful(batch.size(), 0);
+  int64_t shadow_rows = 0;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    if (!running_[i]->shadow) continue;
+    shadowed.push_back(i);
+    batch.push_back({running_[i]->shadow.get(), batch[i].tokens});
+    faithful.push_back(1);
+    first_row.push_back(rows);
+    rows += static_cast<int64_t>(batch[i].tokens.size());
+    shadow_rows += static_cast<int64_t>(batch[i].tokens.size());
+  }
   std::vector<engine::LayerRouting> trace;
   engine::ForwardOptions options;
   options.routing = &trace;
   options.deadline = now + options_.step_timeout;
   options.all_logits = all_logits;
+  if (!shadowed.empty()) options.model_faithful = faithful;
   std::vector<float> logits;
   Status s = model_->Forward(batch, options, &logits);
   if (metrics_->step_rows) {
@@ -293,7 +323,7 @@ void Scheduler::Step() {
   int64_t routed = 0, divergent = 0;
   for (const engine::LayerRouting& layer : trace) {
     if (layer.expert_ids.empty()) continue;
-    routed += rows;
+    routed += rows - shadow_rows;  // shadow rows are faithful by construction
     divergent += std::count(layer.differs_from_model.begin(), layer.differs_from_model.end(), 1);
   }
   if (metrics_->routed) {
@@ -307,6 +337,14 @@ void Scheduler::Step() {
   auto row = [&](int64_t r) {
     return std::span<const float>(logits).subspan(static_cast<size_t>(r) * vocab, vocab);
   };
+  auto last_row = [&](size_t b) {  // of batch entry b
+    return all_logits ? first_row[b] + static_cast<int64_t>(batch[b].tokens.size()) - 1
+                      : static_cast<int64_t>(b);
+  };
+  for (size_t j = 0; j < shadowed.size(); ++j) {
+    kl_.Record(row(last_row(running_.size() + j)), row(last_row(shadowed[j])));
+  }
+  if (kl_.enabled()) kl_.CountRows(rows, shadow_rows);
   for (size_t i = 0; i < running_.size(); ++i) {
     Sequence& seq = *running_[i];
     const GenerationParams& p = seq.params;
@@ -355,7 +393,10 @@ void Scheduler::UpdateGauges() {
   if (metrics_->running == nullptr) return;
   metrics_->running->Set(static_cast<double>(running_.size()));
   int64_t bytes = 0;
-  for (const auto& s : running_) bytes += s->cache ? s->cache->AllocatedBytes() : 0;
+  for (const auto& s : running_) {
+    bytes += s->cache ? s->cache->AllocatedBytes() : 0;
+    bytes += s->shadow ? s->shadow->AllocatedBytes() : 0;
+  }
   metrics_->kv_bytes->Set(static_cast<double>(bytes));
   std::lock_guard<std::mutex> lock(mu_);
   metrics_->kv_usage->Set(static_cast<double>(kv_reserved_) /

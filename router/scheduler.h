@@ -24,6 +24,7 @@
 
 #include "common/metrics.h"
 #include "engine/model.h"
+#include "router/device_limit_kl.h"
 #include "router/generation_service.h"
 
 namespace kubemoe::router {
@@ -41,6 +42,10 @@ struct SchedulerOptions {
   std::chrono::milliseconds step_timeout{30000};
   // Deadline of a request that came without one.
   std::chrono::seconds request_timeout{600};
+  // With a device limit configured: the fraction of requests that get a model-faithful shadow
+  // to estimate the KL cost of the limit (router/device_limit_kl.h). 0 turns it off. A shadow's
+  // KV cache is outside kv_cache_tokens.
+  double device_limit_kl_sample_rate = 0.02;
 };
 
 class Scheduler final : public GenerationService {
@@ -61,6 +66,8 @@ class Scheduler final : public GenerationService {
 
   Status Submit(GenerationParams params, std::shared_ptr<TokenStream> stream) override;
   int64_t max_context() const override { return max_context_; }
+  // The sampled KL estimate of the device limit's cost (read it after Stop(), or from /metrics).
+  const DeviceLimitKlEstimate& device_limit_kl() const { return kl_; }
   bool Ready(std::string* why_not) const override;
 
  private:
@@ -79,6 +86,7 @@ class Scheduler final : public GenerationService {
   ReadyCheck ready_;
   int64_t max_context_;
   std::unique_ptr<Metrics> metrics_;
+  DeviceLimitKlEstimate kl_;  // loop thread only
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
