@@ -38,6 +38,17 @@ if ! cmp -s tools/requirements-test.txt "$venv/.requirements-test.txt"; then
   cp tools/requirements-test.txt "$venv/.requirements-test.txt"
 fi
 
+# lm-evaluation-harness, the evaluation client tests/py/lm_eval_test.py drives, in its own venv:
+# its pins (transformers needs huggingface_hub < 1) would fight the test venv's.
+lm_eval_venv="$root/.venv-lm-eval"
+if [[ ! -x $lm_eval_venv/bin/python ]]; then
+  "$python" -m venv "$lm_eval_venv"
+fi
+if ! cmp -s tools/requirements-lm-eval.txt "$lm_eval_venv/.requirements-lm-eval.txt"; then
+  "$lm_eval_venv/bin/pip" install -q --disable-pip-version-check -r tools/requirements-lm-eval.txt
+  cp tools/requirements-lm-eval.txt "$lm_eval_venv/.requirements-lm-eval.txt"
+fi
+
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   build=${BUILD_DIR:-build}
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} \
