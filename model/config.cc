@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -307,8 +308,15 @@ StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_v
 
 StatusOr<ModelConfig> LoadModelConfig(const std::string& path) {
   std::string file = path;
-  std::ifstream probe(file + "/config.json");
-  if (probe.good()) file += "/config.json";
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    // A directory opens as a stream on Linux and then reads as nothing: say what is missing.
+    file += "/config.json";
+    if (!std::filesystem::exists(file, ec)) {
+      return NotFound(path + " has no config.json (a model directory needs the Hugging Face "
+                             "config.json next to its *.safetensors)");
+    }
+  }
   std::ifstream in(file, std::ios::binary);
   if (!in) return NotFound(file + ": cannot open config (expected a config.json or its directory)");
   std::ostringstream text;

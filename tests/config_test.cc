@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "tests/temp_dir.h"
+
 namespace kubemoe {
 namespace {
 
@@ -128,6 +130,16 @@ TEST(ModelConfigTest, MissingFileIsNotFound) {
   StatusOr<ModelConfig> config = LoadModelConfig(kConfigs + "no-such.json");
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.status().code(), StatusCode::kNotFound);
+}
+
+TEST(ModelConfigTest, DirectoryWithoutConfigJsonSaysItIsMissing) {
+  TempDir dir;  // a model directory that lacks config.json (used to read as "not valid JSON")
+  StatusOr<ModelConfig> config = LoadModelConfig(dir.path());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(config.status().message().find("has no config.json"), std::string::npos)
+      << config.status().message();
+  EXPECT_EQ(config.status().message().find("JSON"), std::string::npos);
 }
 
 }  // namespace
