@@ -112,7 +112,9 @@ void MlaForward(const ModelConfig& c, const AttentionWeights& w, const MlaConsta
                 const float* cos, const float* sin, float* out) {
   const Dims d(c);
   const int64_t hidden = c.hidden_size;
-  const auto eps = static_cast<float>(c.rms_norm_eps);
+  // The latent norms (q_a_layernorm, kv_a_layernorm) use DeepseekV2RMSNorm's default eps 1e-6
+  // in the original code and in transformers, whatever rms_norm_eps (the decoder norms') says.
+  const float eps = kLatentNormEps;
   const int64_t half = d.dr / 2;
 
   // Queries [rows x heads x (dn + dr)].

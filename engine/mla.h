@@ -22,6 +22,9 @@ enum class AttentionForm { kDecompressed, kAbsorbed };
 
 // One sequence's slice of a batch: rows [row, row + count) of the batch are its new tokens at
 // positions [cache->length(), cache->length() + count).
+// eps of MLA's two latent RMSNorms, fixed by the model definition (not config.rms_norm_eps).
+inline constexpr float kLatentNormEps = 1e-6f;
+
 struct SequenceSlice {
   LatentKvCache* cache = nullptr;
   int64_t row = 0;

@@ -97,6 +97,21 @@ FIXTURES = [
         ),
     ),
     dict(
+        name="rms_eps_1e5_qlora",
+        covers="rms_norm_eps 1e-5 (the decoder norms use it; MLA's q_a_layernorm and "
+        "kv_a_layernorm keep eps 1e-6, as in the original code and transformers), q_lora_rank "
+        "set, group_limited_greedy, f32",
+        dtype="float32",
+        prompt_lengths=(5, 9, 13),
+        config=dict(
+            vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+            q_lora_rank=24, kv_lora_rank=32, n_routed_experts=16, num_experts_per_tok=3,
+            moe_intermediate_size=16, n_shared_experts=1, first_k_dense_replace=1,
+            topk_method="group_limited_greedy", n_group=4, topk_group=2,
+            routed_scaling_factor=2.5, tie_word_embeddings=False, rms_norm_eps=1e-5,
+        ),
+    ),
+    dict(
         name="dense2_shared2_tied",
         covers="first_k_dense_replace 2 with moe_layer_freq 1 (layers 0-1 dense, 2-3 MoE), "
         "n_shared_experts 2 (shared intermediate 2*moe_intermediate_size), tied embeddings "
