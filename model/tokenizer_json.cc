@@ -211,8 +211,16 @@ Status ReadNormalizer(const Context& ctx, const json& root) {
                          "type '" + *type + "' is not supported (only null or an empty Sequence)");
 }
 
+// Sequences nest; real files use one level. The bound keeps a crafted file from overflowing the
+// stack through the recursion below.
+constexpr int kMaxSequenceDepth = 16;
+
 Status ReadPreTokenizerStep(const Context& ctx, const json& step, const std::string& field,
-                            tokenizer_internal::PreTokenizer* pre) {
+                            tokenizer_internal::PreTokenizer* pre, int depth = 0) {
+  if (depth > kMaxSequenceDepth) {
+    return ctx.Invalid(field, "Sequence nested deeper than " + std::to_string(kMaxSequenceDepth) +
+                                  " levels");
+  }
   StatusOr<std::string> type = ReadType(ctx, step, field);
   if (!type.ok()) return type.status();
   if (pre->byte_level()) {
@@ -225,7 +233,7 @@ Status ReadPreTokenizerStep(const Context& ctx, const json& step, const std::str
     }
     for (size_t i = 0; i < list->size(); ++i) {
       KUBEMOE_RETURN_IF_ERROR(ReadPreTokenizerStep(
-          ctx, (*list)[i], field + ".pretokenizers[" + std::to_string(i) + "]", pre));
+          ctx, (*list)[i], field + ".pretokenizers[" + std::to_string(i) + "]", pre, depth + 1));
     }
     return Status::Ok();
   }
@@ -286,8 +294,13 @@ Status ReadDecoder(const Context& ctx, const json& root, bool* byte_level) {
 // Collects the single-sequence template around $A; ByteLevel post-processing leaves ids alone.
 Status ReadPostProcessor(const Context& ctx, const json& processor, const std::string& field,
                          const std::vector<int32_t>& known_ids, bool* have_template,
-                         std::vector<int32_t>* prefix, std::vector<int32_t>* suffix) {
+                         std::vector<int32_t>* prefix, std::vector<int32_t>* suffix,
+                         int depth = 0) {
   if (processor.is_null()) return Status::Ok();
+  if (depth > kMaxSequenceDepth) {
+    return ctx.Invalid(field, "Sequence nested deeper than " + std::to_string(kMaxSequenceDepth) +
+                                  " levels");
+  }
   StatusOr<std::string> type = ReadType(ctx, processor, field);
   if (!type.ok()) return type.status();
   if (*type == "ByteLevel") return Status::Ok();
@@ -299,7 +312,8 @@ Status ReadPostProcessor(const Context& ctx, const json& processor, const std::s
     for (size_t i = 0; i < list->size(); ++i) {
       KUBEMOE_RETURN_IF_ERROR(ReadPostProcessor(ctx, (*list)[i],
                                                 field + ".processors[" + std::to_string(i) + "]",
-                                                known_ids, have_template, prefix, suffix));
+                                                known_ids, have_template, prefix, suffix,
+                                                depth + 1));
     }
     return Status::Ok();
   }

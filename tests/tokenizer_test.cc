@@ -185,6 +185,28 @@ TEST(TokenizerLoad, MinimalSpecWithBothMergeForms) {
   EXPECT_EQ(loaded->VocabSize(), 6);
 }
 
+// A crafted file with Sequences nested 200,000 deep (pre-tokenizer and post-processor) used to
+// overflow the stack through the loader's recursion; it is refused with the field named.
+TEST(TokenizerLoad, DeeplyNestedSequencesAreRefusedNotRecursedInto) {
+  const int depth = 200000;
+  for (const std::string component : {"pre_tokenizer", "post_processor"}) {
+    const std::string list = component == "pre_tokenizer" ? "pretokenizers" : "processors";
+    json spec = Minimal();
+    spec.erase(component);
+    std::string nested;
+    for (int i = 0; i < depth; ++i) nested += "{\"type\": \"Sequence\", \"" + list + "\": [";
+    nested += "{\"type\": \"ByteLevel\"}";
+    for (int i = 0; i < depth; ++i) nested += "]}";
+    std::string text = spec.dump();
+    text.insert(text.size() - 1, ", \"" + component + "\": " + nested);
+    StatusOr<Tokenizer> loaded = Tokenizer::FromJson(text, "deep.json");
+    ASSERT_FALSE(loaded.ok()) << component;
+    EXPECT_NE(loaded.status().message().find("nested deeper than 16"), std::string::npos)
+        << loaded.status().ToString();
+    EXPECT_NE(loaded.status().message().find(component), std::string::npos);
+  }
+}
+
 TEST(TokenizerLoad, MalformedJson) {
   StatusOr<Tokenizer> loaded = Tokenizer::FromJson("{\"model\": [", "broken.json");
   ASSERT_FALSE(loaded.ok());
