@@ -39,7 +39,14 @@ TEST(WatchDecoderTest, ErrorEventCarriesStatus) {
 TEST(WatchDecoderTest, RejectsMalformedLines) {
   for (const char* bad : {"", "not json", "[1,2]", R"({"object":{}})", R"({"type":"ADDED"})",
                           R"({"type":"ADDED","object":"x"})", R"({"type":"WHAT","object":{}})",
-                          R"({"type":"BOOKMARK","object":{"metadata":{}}})"}) {
+                          R"({"type":"BOOKMARK","object":{"metadata":{}}})",
+                          // Objects without metadata.name used to reach the handlers and throw
+                          // on the informer thread, ending the operator.
+                          R"({"type":"ADDED","object":{"kind":"ConfigMap"}})",
+                          R"({"type":"MODIFIED","object":{"metadata":"x"}})",
+                          R"({"type":"DELETED","object":{"metadata":{"namespace":"a"}}})",
+                          R"({"type":"ADDED","object":{"metadata":{"name":7}}})",
+                          R"({"type":"ADDED","object":{"metadata":{"name":""}}})"}) {
     auto e = DecodeWatchEvent(bad);
     EXPECT_FALSE(e.ok()) << bad;
     if (!e.ok()) {

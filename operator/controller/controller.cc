@@ -96,7 +96,9 @@ Controller::~Controller() { Stop(); }
 void Controller::OnModel(const nlohmann::json& object) { queue_.Add(Informer::KeyOf(object)); }
 
 void Controller::OnOwned(const nlohmann::json& object) {
-  const nlohmann::json& meta = object.at("metadata");
+  auto meta_it = object.find("metadata");
+  if (meta_it == object.end() || !meta_it->is_object()) return;  // the informer refuses these
+  const nlohmann::json& meta = *meta_it;
   auto refs = meta.find("ownerReferences");
   if (refs == meta.end() || !refs->is_array()) return;
   for (const nlohmann::json& ref : *refs) {

@@ -107,6 +107,13 @@ bool Informer::ListOnce() {
   auto items = list->find("items");
   if (items != list->end() && items->is_array()) {
     for (nlohmann::json& item : *items) {
+      auto meta = item.is_object() ? item.find("metadata") : item.end();
+      if (!item.is_object() || meta == item.end() || !meta->is_object() ||
+          !meta->contains("name") || !(*meta)["name"].is_string()) {
+        std::cerr << "informer " << options_.resource.plural
+                  << ": list item without metadata.name ignored\n";
+        continue;
+      }
       // Lists omit apiVersion/kind on items; the handler and the diff want them.
       if (!item.contains("kind")) item["kind"] = options_.resource.kind;
       if (!item.contains("apiVersion")) item["apiVersion"] = options_.resource.ApiVersion();

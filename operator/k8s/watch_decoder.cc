@@ -55,6 +55,16 @@ StatusOr<WatchEvent> DecodeWatchEvent(std::string_view line) {
     auto rv = meta->find("resourceVersion");
     if (rv != meta->end() && rv->is_string()) event.resource_version = rv->get<std::string>();
   }
+  if (event.type != WatchEventType::kBookmark) {
+    // Handlers key objects by metadata.name; an object without it is refused here, so no
+    // handler ever meets it.
+    auto name = meta != object_it->end() && meta->is_object() ? meta->find("name") : meta;
+    if (meta == object_it->end() || !meta->is_object() || name == meta->end() ||
+        !name->is_string() || name->get_ref<const std::string&>().empty()) {
+      return InvalidArgument(std::string("watch event ") + WatchEventTypeName(event.type) +
+                             " has an object without metadata.name");
+    }
+  }
   if (event.type == WatchEventType::kBookmark && event.resource_version.empty()) {
     return InvalidArgument("watch BOOKMARK event has no metadata.resourceVersion");
   }
