@@ -48,7 +48,7 @@ StatusOr<std::vector<GenerationResult>> Engine::Generate(
   auto accept = [&](Live& s, int32_t token) {
     const GenerationRequest& r = requests[s.request];
     GenerationResult& out = results[s.request];
-    const bool eos = r.stop_at_eos && c.eos_token_id && token == *c.eos_token_id;
+    const bool eos = r.stop_at_eos && c.IsEosToken(token);
     if (eos ||
         std::find(r.stop_tokens.begin(), r.stop_tokens.end(), token) != r.stop_tokens.end()) {
       out.finish = FinishReason::kStop;

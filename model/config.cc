@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -134,17 +135,26 @@ Status ReadRopeScaling(const FieldReader& fields, ModelConfig* config) {
 }
 
 // bos/eos may be an integer, null, or (in some configs) a list; we keep the first.
-Status ReadTokenId(const FieldReader& fields, const char* name, std::optional<int64_t>* out) {
+// A token id, or a list of them (first -> *out, the rest -> *rest; a list is refused when rest
+// is null).
+Status ReadTokenId(const FieldReader& fields, const char* name, std::optional<int64_t>* out,
+                   std::vector<int64_t>* rest = nullptr) {
   const json* value = fields.Find(name);
   if (value != nullptr && value->is_array()) {
-    if (value->empty()) {
-      out->reset();
-      return Status::Ok();
+    if (rest == nullptr && value->size() > 1) return fields.Error(name, "must be one id, not a list");
+    out->reset();
+    if (rest != nullptr) rest->clear();
+    for (size_t i = 0; i < value->size(); ++i) {
+      const json& id = (*value)[i];
+      if (!id.is_number_integer() || id.get<int64_t>() < 0) {
+        return fields.Error(name, "must hold non-negative integers");
+      }
+      if (i == 0) {
+        *out = id.get<int64_t>();
+      } else {
+        rest->push_back(id.get<int64_t>());
+      }
     }
-    if (!(*value)[0].is_number_integer() || (*value)[0].get<int64_t>() < 0) {
-      return fields.Error(name, "must hold non-negative integers");
-    }
-    *out = (*value)[0].get<int64_t>();
     return Status::Ok();
   }
   return fields.OptionalInt(name, out, 0);
@@ -202,7 +212,8 @@ Status ReadFields(const FieldReader& f, ModelConfig* c) {
   KUBEMOE_RETURN_IF_ERROR(f.Double("initializer_range", &c->initializer_range, 0.0, 1e3));
   KUBEMOE_RETURN_IF_ERROR(f.Double("rms_norm_eps", &c->rms_norm_eps, 0.0, 1.0));
   KUBEMOE_RETURN_IF_ERROR(ReadTokenId(f, "bos_token_id", &c->bos_token_id));
-  KUBEMOE_RETURN_IF_ERROR(ReadTokenId(f, "eos_token_id", &c->eos_token_id));
+  KUBEMOE_RETURN_IF_ERROR(
+      ReadTokenId(f, "eos_token_id", &c->eos_token_id, &c->extra_eos_token_ids));
   KUBEMOE_RETURN_IF_ERROR(ReadTokenId(f, "pad_token_id", &c->pad_token_id));
   KUBEMOE_RETURN_IF_ERROR(f.Bool("tie_word_embeddings", &c->tie_word_embeddings));
   KUBEMOE_RETURN_IF_ERROR(f.Double("rope_theta", &c->rope_theta, 1e-6, 1e12));
@@ -217,6 +228,12 @@ std::string FieldError(const ModelConfig& c, const std::string& field, const std
 }
 
 }  // namespace
+
+bool ModelConfig::IsEosToken(int64_t token) const {
+  if (eos_token_id && token == *eos_token_id) return true;
+  return std::find(extra_eos_token_ids.begin(), extra_eos_token_ids.end(), token) !=
+         extra_eos_token_ids.end();
+}
 
 bool ModelConfig::IsMoeLayer(int64_t layer) const {
   return is_moe() && layer >= first_k_dense_replace && layer % moe_layer_freq == 0;
@@ -267,6 +284,13 @@ Status ValidateModelConfig(const ModelConfig& c) {
   }
   if (c.q_head_dim() == 0) {
     return InvalidArgument(FieldError(c, "qk_nope_head_dim", "and qk_rope_head_dim are both 0"));
+  }
+  for (int64_t id : c.extra_eos_token_ids) {
+    if (id >= c.vocab_size) {
+      return InvalidArgument(FieldError(c, "eos_token_id",
+                                        "must be < vocab_size=" + std::to_string(c.vocab_size) +
+                                            ", got " + std::to_string(id)));
+    }
   }
   for (const auto& [name, id] : {std::pair{"bos_token_id", c.bos_token_id},
                                  std::pair{"eos_token_id", c.eos_token_id},
@@ -360,7 +384,13 @@ std::string ModelConfigToJson(const ModelConfig& c) {
       {"initializer_range", c.initializer_range},
       {"rms_norm_eps", c.rms_norm_eps},
       {"bos_token_id", optional(c.bos_token_id)},
-      {"eos_token_id", optional(c.eos_token_id)},
+      {"eos_token_id", c.eos_token_id && !c.extra_eos_token_ids.empty()
+                           ? [&] {
+                               json ids = json::array({*c.eos_token_id});
+                               for (int64_t id : c.extra_eos_token_ids) ids.push_back(id);
+                               return ids;
+                             }()
+                           : optional(c.eos_token_id)},
       {"pad_token_id", optional(c.pad_token_id)},
       {"tie_word_embeddings", c.tie_word_embeddings},
       {"rope_theta", c.rope_theta},

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "common/status.h"
@@ -63,6 +64,9 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   std::optional<int64_t> bos_token_id = 100000;
   std::optional<int64_t> eos_token_id = 100001;
+  // Further end-of-sequence ids when config.json gives eos_token_id as a list (its first entry is
+  // eos_token_id); generation stops at any of them.
+  std::vector<int64_t> extra_eos_token_ids;
   std::optional<int64_t> pad_token_id;
   bool tie_word_embeddings = false;
   double rope_theta = 10000.0;
@@ -75,6 +79,8 @@ struct ModelConfig {
   // The DeepSeek rule: a layer is MoE iff experts exist, layer >= first_k_dense_replace and
   // layer % moe_layer_freq == 0.
   bool IsMoeLayer(int64_t layer) const;
+  // eos_token_id or one of extra_eos_token_ids.
+  bool IsEosToken(int64_t token) const;
   int64_t NumMoeLayers() const;
 };
 

@@ -333,7 +333,7 @@ void Scheduler::Step() {
     metrics_->divergence_ratio->Set(total > 0 ? metrics_->divergent->Value() / total : 0.0);
   }
   const auto vocab = static_cast<size_t>(model_->config().vocab_size);
-  const std::optional<int64_t> eos = model_->config().eos_token_id;
+  const ModelConfig& config = model_->config();
   auto row = [&](int64_t r) {
     return std::span<const float>(logits).subspan(static_cast<size_t>(r) * vocab, vocab);
   };
@@ -369,7 +369,7 @@ void Scheduler::Step() {
     out.id = token;
     if (p.logprobs) out.logprobs = ComputeLogprobs(row(last), token, *p.logprobs);
     const auto& stops = p.stop_tokens;
-    if ((p.stop_at_eos && eos && token == *eos) ||
+    if ((p.stop_at_eos && config.IsEosToken(token)) ||
         std::find(stops.begin(), stops.end(), token) != stops.end()) {
       if (p.logprobs) {
         out.stop = true;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "tests/temp_dir.h"
 
@@ -130,6 +131,27 @@ TEST(ModelConfigTest, MissingFileIsNotFound) {
   StatusOr<ModelConfig> config = LoadModelConfig(kConfigs + "no-such.json");
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.status().code(), StatusCode::kNotFound);
+}
+
+TEST(ModelConfigTest, EosTokenIdListKeepsEveryEntry) {
+  // Some configs list several end-of-sequence ids; only the first used to be kept.
+  const std::string base = R"({"model_type": "deepseek_v2", "vocab_size": 100, "bos_token_id": 0, )";
+  StatusOr<ModelConfig> c = ParseModelConfig(base + R"("eos_token_id": [2, 7, 9]})", "eos.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->eos_token_id, 2);
+  EXPECT_EQ(c->extra_eos_token_ids, (std::vector<int64_t>{7, 9}));
+  EXPECT_TRUE(c->IsEosToken(2) && c->IsEosToken(7) && c->IsEosToken(9));
+  EXPECT_FALSE(c->IsEosToken(3));
+  // Written back as the same list.
+  StatusOr<ModelConfig> again = ParseModelConfig(ModelConfigToJson(*c), "again.json");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->extra_eos_token_ids, (std::vector<int64_t>{7, 9}));
+  EXPECT_FALSE(ParseModelConfig(base + R"("eos_token_id": [2, 100]})", "eos.json").ok());
+  EXPECT_FALSE(ParseModelConfig(base + R"("eos_token_id": [2, -1]})", "eos.json").ok());
+  EXPECT_FALSE(ParseModelConfig(
+                   R"({"model_type": "deepseek_v2", "vocab_size": 100, "bos_token_id": [0, 1]})",
+                   "bos.json")
+                   .ok());
 }
 
 TEST(ModelConfigTest, DirectoryWithoutConfigJsonSaysItIsMissing) {

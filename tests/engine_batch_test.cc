@@ -132,6 +132,17 @@ TEST(Batch, StopTokensEndAGeneration) {
   ASSERT_TRUE(eos.ok());
   EXPECT_TRUE((*eos)[0].tokens.empty());
   EXPECT_EQ((*eos)[0].finish, FinishReason::kStop);
+  // A second end-of-sequence id (config.json's eos_token_id as a list) stops as well.
+  std::unique_ptr<Model> with_list = testing::TinyModel([&](ModelConfig& c) {
+    c.eos_token_id = tokens[0] == 3 ? 4 : 3;  // never the token that must stop
+    c.extra_eos_token_ids = {tokens[0]};
+  });
+  ASSERT_TRUE(with_list);
+  Engine list_engine(with_list.get());
+  auto listed = list_engine.Generate({r}, nullptr, nullptr);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_TRUE((*listed)[0].tokens.empty());
+  EXPECT_EQ((*listed)[0].finish, FinishReason::kStop);
   // Errors are values.
   r.prompt.clear();
   EXPECT_EQ(engine.Generate({r}, nullptr, nullptr).status().code(), StatusCode::kInvalidArgument);
