@@ -40,7 +40,16 @@ StatusOr<std::vector<GenerationResult>> Engine::Generate(
       return InvalidArgument("request " + std::to_string(i) + ": max_tokens must be >= 0");
     }
     if (r.max_tokens == 0) continue;
-    const auto capacity = static_cast<int64_t>(r.prompt.size()) + r.max_tokens;
+    // Bounded by the model's context before anything is allocated: positions past
+    // max_position_embeddings are outside what the model was built for.
+    const auto prompt = static_cast<int64_t>(r.prompt.size());
+    if (r.max_tokens > c.max_position_embeddings - prompt) {
+      return OutOfRange("request " + std::to_string(i) + ": the prompt (" + std::to_string(prompt) +
+                        " tokens) plus max_tokens (" + std::to_string(r.max_tokens) +
+                        ") exceeds the model's context of " +
+                        std::to_string(c.max_position_embeddings) + " tokens");
+    }
+    const int64_t capacity = prompt + r.max_tokens;
     live.push_back(
         Live{i, std::make_unique<LatentKvCache>(c, capacity), Sampler(r.sampling), 0, false});
   }

@@ -111,6 +111,11 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
                              std::to_string(n) + " new tokens exceed the cache capacity " +
                              std::to_string(s.cache->capacity()));
     }
+    if (s.cache->length() + n > c.max_position_embeddings) {
+      return InvalidArgument(which + ": positions up to " + std::to_string(s.cache->length() + n) +
+                             " exceed max_position_embeddings " +
+                             std::to_string(c.max_position_embeddings));
+    }
     AttentionForm form = n == 1 ? AttentionForm::kAbsorbed : AttentionForm::kDecompressed;
     if (options.attention == ForwardOptions::Form::kAbsorbed) form = AttentionForm::kAbsorbed;
     if (options.attention == ForwardOptions::Form::kDecompressed) {

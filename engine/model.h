@@ -92,7 +92,8 @@ class Model {
   // Runs the new tokens of every sequence through the model as one batch, appends their latent
   // rows to the caches (advancing each by its token count) and writes logits as options say.
   // InvalidArgument when a sequence has no tokens, a token id is outside the vocabulary, a cache
-  // lacks room or belongs to another shape of model, a cache appears twice, or model_faithful
+  // lacks room or belongs to another shape of model, a sequence would pass
+  // max_position_embeddings, a cache appears twice, or model_faithful
   // is neither empty nor one entry per sequence.
   Status Forward(std::span<const SequenceInput> seqs, const ForwardOptions& options,
                  std::vector<float>* logits);

@@ -148,6 +148,19 @@ TEST(Batch, StopTokensEndAGeneration) {
   EXPECT_EQ(engine.Generate({r}, nullptr, nullptr).status().code(), StatusCode::kInvalidArgument);
   r.prompt = {1 << 20};
   EXPECT_EQ(engine.Generate({r}, nullptr, nullptr).status().code(), StatusCode::kInvalidArgument);
+  // Past the context: refused before the cache is allocated (max_tokens used to size it unbounded).
+  r.prompt = kPrompts[0];
+  r.max_tokens = int64_t{1} << 60;
+  EXPECT_EQ(engine.Generate({r}, nullptr, nullptr).status().code(), StatusCode::kOutOfRange);
+  r.max_tokens = model->config().max_position_embeddings - static_cast<int64_t>(r.prompt.size()) + 1;
+  EXPECT_EQ(engine.Generate({r}, nullptr, nullptr).status().code(), StatusCode::kOutOfRange);
+  // Forward itself refuses positions past max_position_embeddings, whatever the cache holds.
+  const int64_t context = model->config().max_position_embeddings;
+  LatentKvCache big(model->config(), context + 1);
+  std::vector<int32_t> many(static_cast<size_t>(context + 1), 5);
+  SequenceInput too_long{&big, many};
+  std::vector<float> logits;
+  EXPECT_EQ(model->Forward({&too_long, 1}, {}, &logits).code(), StatusCode::kInvalidArgument);
 }
 
 // Routing every MoE layer of `model` over 4 contiguous devices with `device_limit`.
