@@ -27,14 +27,18 @@ StatusOr<std::unique_ptr<Model>> Model::FromWeights(ModelConfig config, ModelWei
         " layers, config says num_hidden_layers=" + std::to_string(config.num_hidden_layers));
   }
   std::unique_ptr<Model> model(new Model(std::move(config), std::move(weights)));
-  const ModelConfig& c = model->config_;
-  // The model's own gate settings on every MoE layer, no placement: model-faithful routing.
-  routing::RouterConfig faithful;
-  faithful.gate = GateConfigFromModel(c);
-  Status s = model->ConfigureRouting(
-      std::vector<routing::RouterConfig>(static_cast<size_t>(c.num_hidden_layers), faithful), 0);
-  if (!s.ok()) return Status(s.code(), c.source + ": " + s.message());
+  Status s = model->ConfigureModelFaithfulRouting();
+  if (!s.ok()) return Status(s.code(), model->config_.source + ": " + s.message());
   return model;
+}
+
+Status Model::ConfigureModelFaithfulRouting() {
+  // The model's own gate settings on every MoE layer, no placement.
+  routing::RouterConfig faithful;
+  faithful.gate = GateConfigFromModel(config_);
+  return ConfigureRouting(
+      std::vector<routing::RouterConfig>(static_cast<size_t>(config_.num_hidden_layers), faithful),
+      0);
 }
 
 Status Model::ConfigureRouting(const std::vector<routing::RouterConfig>& by_layer,
@@ -65,6 +69,8 @@ Status Model::ConfigureRouting(const std::vector<routing::RouterConfig>& by_laye
   }
   routers_ = std::move(routers);
   faithful_routers_ = std::move(faithful);
+  device_limited_ = std::any_of(faithful_routers_.begin(), faithful_routers_.end(),
+                                [](const auto& r) { return r != nullptr; });
   placement_version_ = placement_version;
   return Status::Ok();
 }

@@ -83,6 +83,11 @@ class Model {
   // changing anything; InvalidArgument names the layer. Not thread-safe with Forward.
   Status ConfigureRouting(const std::vector<routing::RouterConfig>& by_layer,
                           uint64_t placement_version);
+  // Back to the model's own routing (its gate, no placement, no device limit, version 0), as
+  // Load and FromWeights configure it.
+  Status ConfigureModelFaithfulRouting();
+  // Whether some MoE layer routes with a device limit.
+  bool device_limited() const { return device_limited_; }
   // The routing of MoE layer `layer`. REQUIRES: config().IsMoeLayer(layer).
   const routing::Router& router(int64_t layer) const {
     return *routers_[static_cast<size_t>(layer)];
@@ -107,6 +112,7 @@ class Model {
   std::vector<std::unique_ptr<routing::Router>> routers_;  // per layer; null for dense layers
   // Per layer, the same placement without a device limit; null where routers_ has no limit.
   std::vector<std::unique_ptr<routing::Router>> faithful_routers_;
+  bool device_limited_ = false;  // some entry of faithful_routers_ is set
   uint64_t placement_version_ = 0;
   InProcessExpertExecutor in_process_;
   ExpertExecutor* executor_;

@@ -12,16 +12,6 @@
 namespace kubemoe::eval {
 namespace {
 
-// Restores the model's own routing: faithful gate, no placement.
-Status ResetRouting(engine::Model& model) {
-  const ModelConfig& c = model.config();
-  std::vector<routing::RouterConfig> configs(static_cast<size_t>(c.num_hidden_layers));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (c.IsMoeLayer(l)) configs[static_cast<size_t>(l)].gate = engine::GateConfigFromModel(c);
-  }
-  return model.ConfigureRouting(configs, 0);
-}
-
 // Runs one document teacher-forced; logits [tokens x vocab], routing per decoder layer.
 Status RunDocument(engine::Model& model, const Document& doc, std::vector<float>* logits,
                    std::vector<engine::LayerRouting>* routing) {
@@ -39,7 +29,7 @@ Status RunDocument(engine::Model& model, const Document& doc, std::vector<float>
 StatusOr<std::vector<std::vector<double>>> MeasureExpertLoads(engine::Model& model,
                                                               std::span<const Document> documents) {
   const ModelConfig& c = model.config();
-  KUBEMOE_RETURN_IF_ERROR(ResetRouting(model));
+  KUBEMOE_RETURN_IF_ERROR(model.ConfigureModelFaithfulRouting());
   std::vector<std::vector<double>> loads(static_cast<size_t>(c.NumMoeLayers()),
                                          std::vector<double>(static_cast<size_t>(c.n_routed_experts)));
   std::vector<float> logits;
@@ -83,7 +73,7 @@ StatusOr<std::vector<CaseResult>> EvaluateDeviceLimits(engine::Model& model,
   std::vector<double> log_p, log_q;
   std::vector<double> faithful_log_probs;  // [positions x vocab] of the current document
   for (const Document& doc : documents) {
-    KUBEMOE_RETURN_IF_ERROR(ResetRouting(model));
+    KUBEMOE_RETURN_IF_ERROR(model.ConfigureModelFaithfulRouting());
     KUBEMOE_RETURN_IF_ERROR(RunDocument(model, doc, &faithful_logits, nullptr));
     const size_t positions = doc.tokens.size() - 1;  // rows that predict a next token
     faithful_log_probs.resize(positions * vocab);
@@ -123,7 +113,7 @@ StatusOr<std::vector<CaseResult>> EvaluateDeviceLimits(engine::Model& model,
       divergent_tokens[i] += std::count(token_diverged.begin(), token_diverged.end(), 1);
     }
   }
-  KUBEMOE_RETURN_IF_ERROR(ResetRouting(model));
+  KUBEMOE_RETURN_IF_ERROR(model.ConfigureModelFaithfulRouting());
 
   int64_t token_rows = 0;
   for (const Document& doc : documents) token_rows += static_cast<int64_t>(doc.tokens.size());

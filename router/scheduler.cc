@@ -12,15 +12,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Whether any MoE layer routes with a device limit (only then is there a cost to estimate).
-bool DeviceLimited(const engine::Model& model) {
-  const ModelConfig& c = model.config();
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (c.IsMoeLayer(l) && model.router(l).config().device_limit > 0) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 struct Scheduler::Sequence {
@@ -249,7 +240,7 @@ void Scheduler::Loop() {
       }
       s->cache = std::make_unique<engine::LatentKvCache>(model_->config(), s->reserved);
       s->sampler = std::make_unique<engine::Sampler>(s->params.sampling);
-      if (kl_.enabled() && DeviceLimited(*model_) && kl_.ShadowNextRequest()) {
+      if (kl_.enabled() && model_->device_limited() && kl_.ShadowNextRequest()) {
         s->shadow = std::make_unique<engine::LatentKvCache>(model_->config(), s->reserved);
       }
       running_.push_back(std::move(s));
