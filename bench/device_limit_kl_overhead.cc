@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "engine/model.h"
-#include "engine/moe.h"
+#include "placement/placement.h"
+#include "router/routing_setup.h"
 #include "router/scheduler.h"
 
 namespace kubemoe::router {
@@ -43,20 +44,18 @@ class Count final : public TokenStream {
   std::condition_variable cv_;
 };
 
+// Routes `model` over `devices` contiguous devices with `limit`, as the router would.
 Status Limit(engine::Model& model, int32_t devices, int32_t limit) {
   const ModelConfig& c = model.config();
-  std::vector<routing::RouterConfig> configs(static_cast<size_t>(c.num_hidden_layers));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (!c.IsMoeLayer(l)) continue;
-    routing::RouterConfig& rc = configs[static_cast<size_t>(l)];
-    rc.gate = engine::GateConfigFromModel(c);
-    rc.placement.num_devices = devices;
-    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-      rc.placement.expert_devices.push_back({static_cast<int32_t>(e * devices / c.n_routed_experts)});
-    }
-    rc.device_limit = limit;
-  }
-  return model.ConfigureRouting(configs, 1);
+  placement::PlacementSpec spec;
+  spec.routed_experts = static_cast<int32_t>(c.n_routed_experts);
+  spec.moe_layers = static_cast<int32_t>(c.NumMoeLayers());
+  spec.shards = devices;
+  StatusOr<placement::Placement> p = placement::ComputePlacement(spec);
+  if (!p.ok()) return p.status();
+  StatusOr<std::vector<routing::RouterConfig>> configs = RouterConfigsFor(c, *p, limit, 0);
+  if (!configs.ok()) return configs.status();
+  return model.ConfigureRouting(*configs, p->version);
 }
 
 // Output tokens per second for `requests` requests, `concurrency` in flight at once.

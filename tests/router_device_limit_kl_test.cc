@@ -10,7 +10,8 @@
 #include <mutex>
 
 #include "engine/distribution.h"
-#include "engine/moe.h"
+#include "placement/placement.h"
+#include "router/routing_setup.h"
 #include "router/scheduler.h"
 #include "tests/engine_test_util.h"
 
@@ -69,20 +70,18 @@ class Collect final : public TokenStream {
   std::condition_variable cv_;
 };
 
-void LimitToOneOfFourDevices(engine::Model& model, int32_t limit) {
+// Routes `model` over 4 contiguous devices (as the router does) with `limit` (0: faithful).
+void RouteOverFourDevices(engine::Model& model, int32_t limit) {
   const ModelConfig& c = model.config();
-  std::vector<routing::RouterConfig> configs(static_cast<size_t>(c.num_hidden_layers));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (!c.IsMoeLayer(l)) continue;
-    routing::RouterConfig& rc = configs[static_cast<size_t>(l)];
-    rc.gate = engine::GateConfigFromModel(c);
-    rc.placement.num_devices = 4;
-    for (int64_t e = 0; e < c.n_routed_experts; ++e) {
-      rc.placement.expert_devices.push_back({static_cast<int32_t>(e * 4 / c.n_routed_experts)});
-    }
-    rc.device_limit = limit;
-  }
-  ASSERT_TRUE(model.ConfigureRouting(configs, 3).ok());
+  placement::PlacementSpec spec;
+  spec.routed_experts = static_cast<int32_t>(c.n_routed_experts);
+  spec.moe_layers = static_cast<int32_t>(c.NumMoeLayers());
+  spec.shards = 4;
+  StatusOr<placement::Placement> p = placement::ComputePlacement(spec);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  StatusOr<std::vector<routing::RouterConfig>> configs = RouterConfigsFor(c, *p, limit, 0);
+  ASSERT_TRUE(configs.ok()) << configs.status().ToString();
+  ASSERT_TRUE(model.ConfigureRouting(*configs, p->version).ok());
 }
 
 // Greedy generation through the scheduler; returns the tokens and the estimate's state.
@@ -115,7 +114,7 @@ TEST(DeviceLimitKlEstimate, SchedulerShadowMeasuresTheLimitsKl) {
     c.topk_group = 1;
   });
   ASSERT_TRUE(model);
-  LimitToOneOfFourDevices(*model, 1);
+  RouteOverFourDevices(*model, 1);
   const std::vector<int32_t> prompt = {1, 40, 41, 42, 500, 501, 7};
   int64_t positions = 0;
   double mean_kl = 0;
@@ -130,7 +129,7 @@ TEST(DeviceLimitKlEstimate, SchedulerShadowMeasuresTheLimitsKl) {
   std::vector<int32_t> all = prompt;
   all.insert(all.end(), shadowed.begin(), shadowed.end() - 1);
   auto logits_of = [&](int32_t limit) {
-    LimitToOneOfFourDevices(*model, limit);
+    RouteOverFourDevices(*model, limit);
     engine::LatentKvCache cache(model->config(), 32);
     engine::SequenceInput in{&cache, all};
     std::vector<float> logits;
