@@ -103,13 +103,7 @@ FIXTURES = [
         "set, group_limited_greedy, f32",
         dtype="float32",
         prompt_lengths=(5, 9, 13),
-        config=dict(
-            vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-            q_lora_rank=24, kv_lora_rank=32, n_routed_experts=16, num_experts_per_tok=3,
-            moe_intermediate_size=16, n_shared_experts=1, first_k_dense_replace=1,
-            topk_method="group_limited_greedy", n_group=4, topk_group=2,
-            routed_scaling_factor=2.5, tie_word_embeddings=False, rms_norm_eps=1e-5,
-        ),
+        config=dict(base="group_limited_qlora", rms_norm_eps=1e-5),
     ),
     dict(
         name="dense2_shared2_tied",
@@ -159,9 +153,13 @@ FIXTURES = [
 
 
 def fixture_config(fixture):
+    # A config is a dict, another fixture's name, or dict(base=name, **changes).
     spec = fixture["config"]
     if isinstance(spec, str):
-        spec = next(f["config"] for f in FIXTURES if f["name"] == spec)
+        spec = dict(base=spec)
+    if "base" in spec:
+        changes = {k: v for k, v in spec.items() if k != "base"}
+        spec = dict(next(f["config"] for f in FIXTURES if f["name"] == spec["base"]), **changes)
     kwargs = dict(BASE)
     kwargs.update(spec)
     if kwargs["rope_scaling"] is not None:
