@@ -30,6 +30,8 @@ import threading
 import time
 import urllib.request
 
+from checks import check, free_port, results
+
 KUBEMOE = os.environ["KUBEMOE_BIN"]
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = os.path.join(SOURCE, "tests", "data", "trained", "tiny_group_limited")
@@ -40,7 +42,6 @@ DOCUMENTS = 24  # the first 24 held-out documents (about 10k tokens) keep two lm
 # Hidden states cross the wire as bf16 (the router's default): per-token log-probabilities then
 # differ from the in-process engine's by rounding only.
 REL_TOL = 2e-3
-results = {"passed": 0, "failed": 0}
 
 TASK_YAML = """task: kubemoe_heldout
 dataset_path: json
@@ -83,19 +84,6 @@ spec:
 """
 
 
-def check(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name}: {detail}", flush=True)
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ready(port):

@@ -30,25 +30,13 @@ import urllib.request
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
+from checks import check, free_port, results
+
 KUBEMOE = os.environ["KUBEMOE_BIN"]
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLE = os.path.join(SOURCE, "manifests", "samples", "tiny-cpu.yaml")
-results = {"passed": 0, "failed": 0}
 
 
-def check(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name}: {detail}", flush=True)
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url, timeout=5):

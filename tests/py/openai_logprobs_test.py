@@ -21,7 +21,6 @@ Prints 'N passed, M failed'.
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,25 +30,14 @@ import urllib.request
 
 import openai
 
+from checks import check, free_port, results
+
 KUBEMOE = os.environ["KUBEMOE_BIN"]
 ROUTER = os.path.join(os.path.dirname(os.path.abspath(KUBEMOE)), "kubemoe-router")
 MODEL = "tiny"
 TOLERANCE = 1e-4
-results = {"passed": 0, "failed": 0}
 
 
-def check(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name}: {detail}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(base, path, body):
