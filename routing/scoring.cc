@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "routing/score_exp.h"
+
 namespace kubemoe::routing {
 
 const char* ScoringFuncName(ScoringFunc func) {
@@ -20,12 +22,12 @@ Status ScoreExperts(ScoringFunc func, const float* logits, int32_t n, float* sco
     if (logits[i] > max_logit) max_logit = logits[i];
   }
   if (func == ScoringFunc::kSigmoid) {
-    for (int32_t i = 0; i < n; ++i) scores[i] = 1.0f / (1.0f + std::exp(-logits[i]));
+    for (int32_t i = 0; i < n; ++i) scores[i] = 1.0f / (1.0f + ScoreExp(-logits[i]));
     return Status::Ok();
   }
   float sum = 0.0f;
   for (int32_t i = 0; i < n; ++i) {
-    scores[i] = std::exp(logits[i] - max_logit);
+    scores[i] = ScoreExp(logits[i] - max_logit);
     sum += scores[i];
   }
   // sum >= 1 because the max term is exp(0), so the division is safe.
