@@ -1,0 +1,248 @@
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "kernels/cuda/dispatch_layout.h"
+
+namespace kubemoe::cuda {
+namespace {
+
+constexpr int kPlaceThreads = 256;
+constexpr unsigned kFullMask = 0xffffffffu;
+
+__global__ void CountExpertsKernel(const int32_t* __restrict__ ids, int64_t routes,
+                                   int32_t num_experts, int32_t* __restrict__ counts) {
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < routes;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int32_t e = ids[r];
+    if (e >= 0 && e < num_experts) atomicAdd(&counts[e], 1);
+  }
+}
+
+// One thread per token: each device the token reaches counts once.
+__global__ void CountDeviceTokensKernel(const int32_t* __restrict__ ids, int64_t num_tokens,
+                                        int32_t top_k, int32_t num_experts,
+                                        const int32_t* __restrict__ expert_device,
+                                        int32_t* __restrict__ device_counts) {
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < num_tokens;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int32_t* row = ids + t * top_k;
+    for (int32_t j = 0; j < top_k; ++j) {
+      if (row[j] < 0 || row[j] >= num_experts) continue;
+      const int32_t d = expert_device[row[j]];
+      bool seen = false;
+      for (int32_t i = 0; i < j && !seen; ++i) {
+        seen = row[i] >= 0 && row[i] < num_experts && expert_device[row[i]] == d;
+      }
+      if (!seen) atomicAdd(&device_counts[d], 1);
+    }
+  }
+}
+
+// One warp: exclusive prefix sums of the counts, 32 at a time.
+__global__ void ExclusiveScanKernel(const int32_t* __restrict__ counts, int32_t n,
+                                    int32_t* __restrict__ offsets) {
+  const int lane = threadIdx.x;
+  int32_t carry = 0;
+  if (lane == 0) offsets[0] = 0;
+  for (int32_t base = 0; base < n; base += 32) {
+    const int32_t i = base + lane;
+    int32_t v = i < n ? counts[i] : 0;
+    for (int d = 1; d < 32; d <<= 1) {
+      const int32_t up = __shfl_up_sync(kFullMask, v, d);
+      if (lane >= d) v += up;
+    }
+    if (i < n) offsets[i + 1] = carry + v;
+    carry += __shfl_sync(kFullMask, v, 31);
+  }
+}
+
+// One block per expert walks all routes in order and gives its routes consecutive rows: a stable
+// placement (route order within the expert), so the layout does not depend on thread timing.
+__global__ void PlaceRoutesKernel(const int32_t* __restrict__ ids, int64_t routes,
+                                  const int32_t* __restrict__ offsets,
+                                  int32_t* __restrict__ route_rows,
+                                  int32_t* __restrict__ row_routes) {
+  __shared__ int32_t warp_totals[kPlaceThreads / 32];
+  const int32_t expert = blockIdx.x;
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  int32_t next_row = offsets[expert];
+  for (int64_t base = 0; base < routes; base += kPlaceThreads) {
+    const int64_t r = base + threadIdx.x;
+    const bool mine = r < routes && ids[r] == expert;
+    const unsigned ballot = __ballot_sync(kFullMask, mine);
+    if (lane == 0) warp_totals[warp] = __popc(ballot);
+    __syncthreads();
+    int32_t before = 0;
+    int32_t total = 0;
+    for (int w = 0; w < kPlaceThreads / 32; ++w) {
+      before += w < warp ? warp_totals[w] : 0;
+      total += warp_totals[w];
+    }
+    if (mine) {
+      const int32_t row = next_row + before + __popc(ballot & ((1u << lane) - 1));
+      route_rows[r] = row;
+      row_routes[row] = static_cast<int32_t>(r);
+    }
+    next_row += total;
+    __syncthreads();  // warp_totals is rewritten next round
+  }
+}
+
+__global__ void MarkInvalidRoutesKernel(const int32_t* __restrict__ ids, int64_t routes,
+                                        int32_t num_experts, int32_t* __restrict__ route_rows) {
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < routes;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (ids[r] < 0 || ids[r] >= num_experts) route_rows[r] = -1;
+  }
+}
+
+// One warp per row; uint4 = 8 bf16 when the row allows it.
+__global__ void PermuteRowsKernel(const uint16_t* __restrict__ hidden,
+                                  const int32_t* __restrict__ row_routes, int64_t rows,
+                                  int32_t top_k, int64_t hidden_size, uint16_t* __restrict__ out) {
+  const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t token = row_routes[row] / top_k;
+  const uint16_t* src = hidden + token * hidden_size;
+  uint16_t* dst = out + row * hidden_size;
+  if (hidden_size % 8 == 0) {
+    const uint4* s = reinterpret_cast<const uint4*>(src);
+    uint4* d = reinterpret_cast<uint4*>(dst);
+    for (int64_t i = lane; i < hidden_size / 8; i += 32) d[i] = s[i];
+  } else {
+    for (int64_t i = lane; i < hidden_size; i += 32) dst[i] = src[i];
+  }
+}
+
+__device__ __forceinline__ float Bf16Low(uint32_t pair) { return __uint_as_float(pair << 16); }
+__device__ __forceinline__ float Bf16High(uint32_t pair) { return __uint_as_float(pair & 0xffff0000u); }
+
+// One warp per token; each lane owns 8 consecutive columns per step (one uint4 of each route).
+__global__ void CombineRowsKernel(const uint16_t* __restrict__ expert_out,
+                                  const int32_t* __restrict__ route_rows,
+                                  const float* __restrict__ weights, int64_t num_tokens,
+                                  int32_t top_k, int64_t hidden_size, float* __restrict__ out) {
+  const int64_t token = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+  if (token >= num_tokens) return;
+  const int lane = threadIdx.x % 32;
+  const int32_t* rows = route_rows + token * top_k;
+  const float* w = weights + token * top_k;
+  float* o = out + token * hidden_size;
+  if (hidden_size % 8 == 0) {
+    for (int64_t c = lane * 8; c < hidden_size; c += 32 * 8) {
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int32_t j = 0; j < top_k; ++j) {
+        const int32_t row = rows[j];
+        if (row < 0) continue;
+        const uint4 v = *reinterpret_cast<const uint4*>(expert_out + row * hidden_size + c);
+        const float wj = w[j];
+        acc[0] = __fadd_rn(acc[0], __fmul_rn(wj, Bf16Low(v.x)));
+        acc[1] = __fadd_rn(acc[1], __fmul_rn(wj, Bf16High(v.x)));
+        acc[2] = __fadd_rn(acc[2], __fmul_rn(wj, Bf16Low(v.y)));
+        acc[3] = __fadd_rn(acc[3], __fmul_rn(wj, Bf16High(v.y)));
+        acc[4] = __fadd_rn(acc[4], __fmul_rn(wj, Bf16Low(v.z)));
+        acc[5] = __fadd_rn(acc[5], __fmul_rn(wj, Bf16High(v.z)));
+        acc[6] = __fadd_rn(acc[6], __fmul_rn(wj, Bf16Low(v.w)));
+        acc[7] = __fadd_rn(acc[7], __fmul_rn(wj, Bf16High(v.w)));
+      }
+      float4* dst = reinterpret_cast<float4*>(o + c);
+      dst[0] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+      dst[1] = make_float4(acc[4], acc[5], acc[6], acc[7]);
+    }
+  } else {
+    for (int64_t c = lane; c < hidden_size; c += 32) {
+      float acc = 0.0f;
+      for (int32_t j = 0; j < top_k; ++j) {
+        const int32_t row = rows[j];
+        if (row < 0) continue;
+        const float x = __uint_as_float(static_cast<uint32_t>(expert_out[row * hidden_size + c]) << 16);
+        acc = __fadd_rn(acc, __fmul_rn(w[j], x));
+      }
+      o[c] = acc;
+    }
+  }
+}
+
+unsigned GridFor(int64_t items, int threads) {
+  const int64_t blocks = (items + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 ? 65535 : blocks));
+}
+
+}  // namespace
+
+Status DispatchLayout(const int32_t* expert_ids, int64_t num_tokens, int32_t top_k,
+                      int32_t num_experts, const int32_t* expert_device, int32_t num_devices,
+                      const DispatchLayoutOutputs& out, Stream stream) {
+  if (num_tokens < 0 || top_k < 1 || num_experts < 1 || num_devices < 0) {
+    return InvalidArgument("dispatch layout: num_tokens >= 0, top_k >= 1, num_experts >= 1 and "
+                           "num_devices >= 0 are required");
+  }
+  const int64_t routes = num_tokens * top_k;
+  if (routes > 0x7fffffffLL) {
+    return InvalidArgument("dispatch layout: " + std::to_string(routes) +
+                           " routes exceed the 32-bit row index");
+  }
+  if (out.expert_counts == nullptr || out.expert_offsets == nullptr || out.route_rows == nullptr ||
+      out.row_routes == nullptr || (expert_device != nullptr && out.device_token_counts == nullptr)) {
+    return InvalidArgument("dispatch layout: an output array is missing");
+  }
+  if (cudaMemsetAsync(out.expert_counts, 0, sizeof(int32_t) * num_experts, stream) != cudaSuccess) {
+    return LastLaunchError("dispatch layout: clearing expert counts");
+  }
+  if (routes > 0) {
+    CountExpertsKernel<<<GridFor(routes, 256), 256, 0, stream>>>(expert_ids, routes, num_experts,
+                                                                  out.expert_counts);
+  }
+  ExclusiveScanKernel<<<1, 32, 0, stream>>>(out.expert_counts, num_experts, out.expert_offsets);
+  if (routes > 0) {
+    MarkInvalidRoutesKernel<<<GridFor(routes, 256), 256, 0, stream>>>(expert_ids, routes,
+                                                                       num_experts, out.route_rows);
+    PlaceRoutesKernel<<<static_cast<unsigned>(num_experts), kPlaceThreads, 0, stream>>>(
+        expert_ids, routes, out.expert_offsets, out.route_rows, out.row_routes);
+  }
+  if (expert_device != nullptr && num_devices > 0) {
+    if (cudaMemsetAsync(out.device_token_counts, 0, sizeof(int32_t) * num_devices, stream) !=
+        cudaSuccess) {
+      return LastLaunchError("dispatch layout: clearing device counts");
+    }
+    if (num_tokens > 0) {
+      CountDeviceTokensKernel<<<GridFor(num_tokens, 128), 128, 0, stream>>>(
+          expert_ids, num_tokens, top_k, num_experts, expert_device, out.device_token_counts);
+    }
+  }
+  return LastLaunchError("dispatch layout kernels");
+}
+
+Status PermuteRowsBf16(const uint16_t* hidden, const int32_t* row_routes, int64_t rows,
+                       int32_t top_k, int64_t hidden_size, uint16_t* out, Stream stream) {
+  if (rows < 0 || top_k < 1 || hidden_size < 1) {
+    return InvalidArgument("permute rows: rows >= 0, top_k >= 1 and hidden_size >= 1 required");
+  }
+  if (rows == 0) return Status::Ok();
+  constexpr int kWarps = 8;
+  const int64_t blocks = (rows + kWarps - 1) / kWarps;
+  if (blocks > 0x7fffffffLL) return InvalidArgument("permute rows: too many rows");
+  PermuteRowsKernel<<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(
+      hidden, row_routes, rows, top_k, hidden_size, out);
+  return LastLaunchError("permute rows kernel");
+}
+
+Status CombineRowsBf16(const uint16_t* expert_out, const int32_t* route_rows,
+                       const float* weights, int64_t num_tokens, int32_t top_k,
+                       int64_t hidden_size, float* out, Stream stream) {
+  if (num_tokens < 0 || top_k < 1 || hidden_size < 1) {
+    return InvalidArgument("combine rows: num_tokens >= 0, top_k >= 1, hidden_size >= 1 required");
+  }
+  if (num_tokens == 0) return Status::Ok();
+  constexpr int kWarps = 4;
+  const int64_t blocks = (num_tokens + kWarps - 1) / kWarps;
+  if (blocks > 0x7fffffffLL) return InvalidArgument("combine rows: too many tokens");
+  CombineRowsKernel<<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(
+      expert_out, route_rows, weights, num_tokens, top_k, hidden_size, out);
+  return LastLaunchError("combine rows kernel");
+}
+
+}  // namespace kubemoe::cuda
