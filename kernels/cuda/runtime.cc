@@ -76,6 +76,15 @@ Status DeviceBuffer::Fill(uint8_t byte) {
   return FromCuda(cudaDeviceSynchronize(), "cudaMemset");
 }
 
+Status CopyToHostAsync(void* host, const void* device, size_t bytes, Stream stream) {
+  return FromCuda(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream),
+                  "cudaMemcpyAsync to host");
+}
+
+Status SynchronizeStream(Stream stream, const char* what) {
+  return FromCuda(cudaStreamSynchronize(stream), what);
+}
+
 Status SynchronizeDevice(const char* what) { return FromCuda(cudaDeviceSynchronize(), what); }
 
 Status LastLaunchError(const char* what) { return FromCuda(cudaGetLastError(), what); }

@@ -52,6 +52,13 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Enqueues a device-to-host copy on `stream` (asynchronous with pageable host memory only as far
+// as the runtime allows: it returns once the copy is staged); pair with SynchronizeStream.
+Status CopyToHostAsync(void* host, const void* device, size_t bytes, Stream stream);
+
+// Waits for the work queued on `stream`; returns its first error, naming `what`.
+Status SynchronizeStream(Stream stream, const char* what);
+
 // Waits for all device work; returns the first asynchronous error (a failed kernel), naming
 // `what`.
 Status SynchronizeDevice(const char* what);
