@@ -268,6 +268,7 @@ __global__ void __launch_bounds__(kThreads, 1) MlaSplitKernel(const SplitParams 
       float acc[2][2][4] = {};  // two chains per n8 tile (even, odd k-steps) for latency
       const int k_steps = p.padded_row / 16;
       int ks = 0;
+#pragma unroll 3  // lets the next steps' ldmatrix issue under this step's mma (36 steps: 6 x 3)
       for (; ks + 1 < k_steps; ks += 2) {
 #pragma unroll
         for (int parity = 0; parity < 2; ++parity) {

@@ -25,10 +25,11 @@ namespace kubemoe::kernel_ops {
 namespace {
 
 // Bounds on ||out - ref|| / ||ref||. The tensor-core kernel rounds the softmax probabilities to
-// bf16 before P V (relative error up to 2^-9 per weight, ~1e-3 in the norm for independent
-// rounding): 1e-2 leaves a wide margin while any wrong tile, mask or rescale lands far above it.
-// The f32 paths (CUDA cores, cpu::Attention) only reorder f32 sums over <= ~10^4 terms: ~1e-6.
-constexpr double kTensorCoreBound = 1e-2;
+// bf16 before P V (up to 2^-9 relative per weight); a host emulation of the kernel's fragments
+// on these test shapes gave 0.7e-4 .. 3.7e-4, so 4e-3 keeps a 10x margin while a row dropped or
+// doubled in each sequence (~1/sqrt(length) relative) or a wrong rescale lands above it.
+// The f32 paths (CUDA cores, cpu::Attention) only reorder f32 sums over <= ~10^4 terms: ~1e-7.
+constexpr double kTensorCoreBound = 4e-3;
 constexpr double kF32Bound = 1e-5;
 
 enum class Kernel { kTensorCore, kF32 };
