@@ -36,10 +36,12 @@ size_t MlaDecodeWorkspaceBytes(const MlaDecodeShape& shape, int32_t batch, int32
 //   out:       f32 [batch x num_heads x kv_lora_rank].
 // REQUIRES (checked, InvalidArgument naming the field): num_heads >= 1; kv_lora_rank and rope_dim
 // multiples of 8 with 8 <= kv_lora_rank <= 512, rope_dim >= 0 and their sum <= 576 (the shared
-// memory tiles are sized for DeepSeek-V2's 512 + 64); batch >= 1; max_length >= 1; pointers not
-// null; q and cache 16-byte aligned.
+// memory tiles are sized for DeepSeek-V2's 512 + 64); 1 <= batch <= 65535; max_length >= 1;
+// softmax_scale finite; pointers not null; q, cache and workspace 16-byte aligned.
 // REQUIRES (device data, not checked): 1 <= length[b] <= max_length; the rows lie in the cache.
-// Launches asynchronously on `stream`; returns the launch error, if any.
+// The split kernel takes up to 164,608 B of shared memory (sm_80 allows 166,912, sm_90 232,448);
+// a GPU that allows less gets Internal. Launches asynchronously on `stream`; returns the launch
+// error, if any.
 Status MlaDecode(const MlaDecodeShape& shape, const uint16_t* q, const uint16_t* cache,
                  const int64_t* row_start, const int32_t* length, int32_t batch, int32_t max_length,
                  void* workspace, float* out, Stream stream);
