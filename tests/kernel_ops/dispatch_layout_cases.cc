@@ -54,8 +54,15 @@ std::vector<int32_t> ContiguousExpertDevice(const LayoutSpec& s) {
 }
 
 std::string Shape(const LayoutSpec& s) {
-  return "t" + std::to_string(s.tokens) + "_k" + std::to_string(s.top_k) + "_e" +
-         std::to_string(s.experts) + (s.some_invalid ? "_invalid_ids" : "");
+  // Appended piece by piece: GCC 12's -O3 warns falsely (-Wrestrict) on "literal" + to_string.
+  std::string shape = "t";
+  shape += std::to_string(s.tokens);
+  shape += "_k";
+  shape += std::to_string(s.top_k);
+  shape += "_e";
+  shape += std::to_string(s.experts);
+  if (s.some_invalid) shape += "_invalid_ids";
+  return shape;
 }
 
 // ---- Layout: counts, offsets, route <-> row maps, tokens per device.
