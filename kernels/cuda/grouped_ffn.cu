@@ -1,0 +1,437 @@
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <string>
+#include <utility>
+
+#include "kernels/cuda/grouped_ffn.h"
+
+namespace kubemoe::cuda {
+namespace {
+
+// cuBLAS's recommended user workspace on Hopper; more than enough for the split-K kernels it may
+// pick for the few-row products of lightly loaded experts.
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+constexpr int kThreads = 256;
+// Experts whose pointers one FillPointers launch writes: its parameters (about 3.2 KB) stay under
+// the classic 4 KB kernel-parameter limit.
+constexpr int kFillChunk = 256;
+
+Status FromCublas(cublasStatus_t status, const std::string& what) {
+  if (status == CUBLAS_STATUS_SUCCESS) return Status::Ok();
+  std::string message =
+      what + ": " + cublasGetStatusName(status) + " (" + cublasGetStatusString(status) + ")";
+  if (status == CUBLAS_STATUS_ALLOC_FAILED) return ResourceExhausted(std::move(message));
+  if (status == CUBLAS_STATUS_NOT_INITIALIZED) return Unavailable(std::move(message));
+  return Internal(std::move(message));
+}
+
+// A handle whose reductions accumulate in f32 even when the output is bf16 (by default cuBLAS may
+// reduce split-K partial sums in the output type), with the math mode otherwise default.
+StatusOr<cublasHandle_t> CreateHandle(const char* owner) {
+  cublasHandle_t handle = nullptr;
+  KUBEMOE_RETURN_IF_ERROR(FromCublas(cublasCreate(&handle), std::string(owner) + ": cublasCreate"));
+  const auto mode = static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                              CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
+  const Status set =
+      FromCublas(cublasSetMathMode(handle, mode), std::string(owner) + ": cublasSetMathMode");
+  if (!set.ok()) {
+    cublasDestroy(handle);
+    return set;
+  }
+  return handle;
+}
+
+// cublasSetStream resets the workspace to cuBLAS's default pool, so the workspace is set after it
+// on every call.
+Status BindStream(cublasHandle_t handle, const DeviceBuffer& workspace, Stream stream,
+                  const char* owner) {
+  KUBEMOE_RETURN_IF_ERROR(
+      FromCublas(cublasSetStream(handle, stream), std::string(owner) + ": cublasSetStream"));
+  return FromCublas(cublasSetWorkspace(handle, workspace.data(), workspace.bytes()),
+                    std::string(owner) + ": cublasSetWorkspace");
+}
+
+// y[m x n] = x[m x k] * w[n x k]^T in row-major terms. cuBLAS is column-major, where the same
+// memory holds y^T [n x m] = w [n x k] * x^T [k x m]: op(A) = w (A stored k x n, transposed),
+// op(B) = x^T (B stored k x m as is).
+cublasStatus_t LinearBf16(cublasHandle_t handle, const uint16_t* x, int m, int k, const uint16_t* w,
+                          int n, uint16_t* y) {
+  const float alpha = 1.0f;
+  const float beta = 0.0f;
+  return cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, CUDA_R_16BF, k, x,
+                      CUDA_R_16BF, k, &beta, y, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
+                      CUBLAS_GEMM_DEFAULT);
+}
+
+__device__ __forceinline__ float SiluMul(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
+
+__device__ __forceinline__ uint32_t SiluMulPair(uint32_t g, uint32_t u) {
+  const float lo = SiluMul(__uint_as_float(g << 16), __uint_as_float(u << 16));
+  const float hi = SiluMul(__uint_as_float(g & 0xFFFF0000u), __uint_as_float(u & 0xFFFF0000u));
+  return uint32_t{__bfloat16_as_ushort(__float2bfloat16_rn(lo))} |
+         (uint32_t{__bfloat16_as_ushort(__float2bfloat16_rn(hi))} << 16);
+}
+
+// gate[i] = bf16(silu(gate[i]) * up[i]) for n elements: 8 per thread step in 16-byte accesses,
+// then the last n % 8 one by one. REQUIRES: gate and up 16-byte aligned.
+__global__ void SiluMulBf16Kernel(uint16_t* gate, const uint16_t* up, size_t n) {
+  const size_t vectors = n / 8;
+  uint4* gate_vec = reinterpret_cast<uint4*>(gate);
+  const uint4* up_vec = reinterpret_cast<const uint4*>(up);
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < vectors;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint4 g = gate_vec[i];
+    const uint4 u = up_vec[i];
+    gate_vec[i] = make_uint4(SiluMulPair(g.x, u.x), SiluMulPair(g.y, u.y), SiluMulPair(g.z, u.z),
+                             SiluMulPair(g.w, u.w));
+  }
+  if (blockIdx.x == 0 && threadIdx.x < n % 8) {
+    const size_t i = vectors * 8 + threadIdx.x;
+    const float g = __uint_as_float(static_cast<uint32_t>(gate[i]) << 16);
+    const float u = __uint_as_float(static_cast<uint32_t>(up[i]) << 16);
+    gate[i] = __bfloat16_as_ushort(__float2bfloat16_rn(SiluMul(g, u)));
+  }
+}
+
+Status SiluMulBf16(uint16_t* gate, const uint16_t* up, size_t n, Stream stream) {
+  const size_t blocks = (n / 8 + kThreads - 1) / kThreads;
+  const int grid = static_cast<int>(std::clamp<size_t>(blocks, 1, 65535));
+  SiluMulBf16Kernel<<<grid, kThreads, 0, stream>>>(gate, up, n);
+  return LastLaunchError("grouped FFN SwiGLU kernel");
+}
+
+// The grouped calls' pointer arrays for a chunk of experts with rows, written on the device from
+// values passed by value, so a call needs no host-to-device copy (and a graph capture keeps them).
+// Active expert a (in group order) owns gate/up problems 2a (gate) and 2a + 1 (up) and down
+// problem a.
+struct PointerFill {
+  const uint16_t* x;
+  const uint16_t* gate_w;
+  const uint16_t* up_w;
+  const uint16_t* down_w;
+  uint16_t* gate;
+  uint16_t* up;
+  uint16_t* out;
+  const void** gu_a;
+  const void** gu_b;
+  void** gu_c;
+  const void** d_a;
+  const void** d_b;
+  void** d_c;
+  int64_t hidden;
+  int64_t intermediate;
+  int32_t first;  // active index of expert[0]
+  int32_t count;
+  int32_t expert[kFillChunk];
+  int64_t start[kFillChunk];  // first row
+};
+
+__global__ void FillPointersKernel(const PointerFill p) {
+  const int i = threadIdx.x;
+  if (i >= p.count) return;
+  const int64_t a = p.first + i;
+  const int64_t matrix = p.intermediate * p.hidden;
+  const int64_t e = p.expert[i];
+  const int64_t row = p.start[i];
+  p.gu_a[2 * a] = p.gate_w + e * matrix;
+  p.gu_a[2 * a + 1] = p.up_w + e * matrix;
+  p.gu_b[2 * a] = p.x + row * p.hidden;
+  p.gu_b[2 * a + 1] = p.x + row * p.hidden;
+  p.gu_c[2 * a] = p.gate + row * p.intermediate;
+  p.gu_c[2 * a + 1] = p.up + row * p.intermediate;
+  p.d_a[a] = p.down_w + e * matrix;
+  p.d_b[a] = p.gate + row * p.intermediate;  // the SwiGLU product, in place
+  p.d_c[a] = p.out + row * p.hidden;
+}
+
+}  // namespace
+
+StatusOr<GroupedExpertFfn> GroupedExpertFfn::Create(int64_t max_rows, int32_t hidden,
+                                                    int32_t intermediate, ExpertGemmPath path) {
+  if (max_rows <= 0 || max_rows > INT_MAX || hidden <= 0 || intermediate <= 0) {
+    return InvalidArgument("GroupedExpertFfn: max_rows (" + std::to_string(max_rows) +
+                           ") must be in [1, 2^31), hidden (" + std::to_string(hidden) +
+                           ") and intermediate (" + std::to_string(intermediate) + ") positive");
+  }
+  if (path == ExpertGemmPath::kGrouped && (hidden % 2 != 0 || intermediate % 2 != 0)) {
+    return InvalidArgument("GroupedExpertFfn: the grouped cuBLAS path needs even hidden (" +
+                           std::to_string(hidden) + ") and intermediate (" +
+                           std::to_string(intermediate) + ") sizes; use kPerExpert");
+  }
+  GroupedExpertFfn ffn;
+  StatusOr<cublasHandle_t> handle = CreateHandle("GroupedExpertFfn");
+  if (!handle.ok()) return handle.status();
+  ffn.handle_ = *handle;
+  ffn.path_ = path;
+  ffn.max_rows_ = max_rows;
+  ffn.hidden_ = hidden;
+  ffn.intermediate_ = intermediate;
+  const size_t scratch_bytes = static_cast<size_t>(max_rows) * intermediate * sizeof(uint16_t);
+  StatusOr<DeviceBuffer> workspace = DeviceBuffer::Allocate(kWorkspaceBytes);
+  if (!workspace.ok()) return workspace.status();
+  ffn.workspace_ = std::move(*workspace);
+  StatusOr<DeviceBuffer> gate = DeviceBuffer::Allocate(scratch_bytes);
+  if (!gate.ok()) return gate.status();
+  ffn.gate_ = std::move(*gate);
+  StatusOr<DeviceBuffer> up = DeviceBuffer::Allocate(scratch_bytes);
+  if (!up.ok()) return up.status();
+  ffn.up_ = std::move(*up);
+  return StatusOr<GroupedExpertFfn>(std::move(ffn));
+}
+
+GroupedExpertFfn::GroupedExpertFfn(GroupedExpertFfn&& other) noexcept { *this = std::move(other); }
+
+GroupedExpertFfn& GroupedExpertFfn::operator=(GroupedExpertFfn&& other) noexcept {
+  if (this != &other) {
+    if (handle_ != nullptr) cublasDestroy(handle_);
+    handle_ = std::exchange(other.handle_, nullptr);
+    path_ = other.path_;
+    max_rows_ = std::exchange(other.max_rows_, 0);
+    hidden_ = std::exchange(other.hidden_, 0);
+    intermediate_ = std::exchange(other.intermediate_, 0);
+    workspace_ = std::move(other.workspace_);
+    gate_ = std::move(other.gate_);
+    up_ = std::move(other.up_);
+    pointers_ = std::move(other.pointers_);
+    pointer_experts_ = std::exchange(other.pointer_experts_, 0);
+    active_experts_ = std::move(other.active_experts_);
+    active_starts_ = std::move(other.active_starts_);
+    active_rows_ = std::move(other.active_rows_);
+    group_rows_ = std::move(other.group_rows_);
+    group_experts_ = std::move(other.group_experts_);
+  }
+  return *this;
+}
+
+GroupedExpertFfn::~GroupedExpertFfn() {
+  if (handle_ != nullptr) cublasDestroy(handle_);
+}
+
+Status GroupedExpertFfn::Run(const ExpertWeightsBf16& w, const uint16_t* x, const int64_t* offsets,
+                             uint16_t* out, Stream stream) {
+  if (handle_ == nullptr) return FailedPrecondition("GroupedExpertFfn: used after a move");
+  if (w.num_experts <= 0 || w.hidden != hidden_ || w.intermediate != intermediate_) {
+    return InvalidArgument("GroupedExpertFfn::Run: weights of " + std::to_string(w.num_experts) +
+                           " experts, hidden " + std::to_string(w.hidden) + ", intermediate " +
+                           std::to_string(w.intermediate) + "; created for hidden " +
+                           std::to_string(hidden_) + ", intermediate " +
+                           std::to_string(intermediate_));
+  }
+  if (offsets == nullptr || offsets[0] != 0) {
+    return InvalidArgument("GroupedExpertFfn::Run: offsets must start at 0");
+  }
+  // The experts with rows, ordered by row count so equal counts form one cuBLAS group.
+  active_experts_.clear();
+  for (int32_t e = 0; e < w.num_experts; ++e) {
+    const int64_t rows = offsets[e + 1] - offsets[e];
+    if (rows < 0 || offsets[e + 1] > max_rows_) {
+      return InvalidArgument("GroupedExpertFfn::Run: offsets[" + std::to_string(e + 1) +
+                             "] = " + std::to_string(offsets[e + 1]) + " after offsets[" +
+                             std::to_string(e) + "] = " + std::to_string(offsets[e]) +
+                             " (must be non-decreasing and at most max_rows " +
+                             std::to_string(max_rows_) + ")");
+    }
+    if (rows > 0) active_experts_.push_back(e);
+  }
+  if (active_experts_.empty()) return Status::Ok();
+  if (x == nullptr || out == nullptr || w.gate == nullptr || w.up == nullptr || w.down == nullptr) {
+    return InvalidArgument("GroupedExpertFfn::Run: null device pointer");
+  }
+  std::stable_sort(active_experts_.begin(), active_experts_.end(), [&](int32_t a, int32_t b) {
+    return offsets[a + 1] - offsets[a] < offsets[b + 1] - offsets[b];
+  });
+  active_starts_.resize(active_experts_.size());
+  active_rows_.resize(active_experts_.size());
+  for (size_t a = 0; a < active_experts_.size(); ++a) {
+    const int32_t e = active_experts_[a];
+    active_starts_[a] = offsets[e];
+    active_rows_[a] = static_cast<int32_t>(offsets[e + 1] - offsets[e]);
+  }
+  KUBEMOE_RETURN_IF_ERROR(BindStream(handle_, workspace_, stream, "GroupedExpertFfn"));
+  // Stage 1 writes the gate and up products of rows [0, rows); stage 2 the SwiGLU product over
+  // them; stage 3 every row of out, as the experts with rows cover [0, rows).
+  if (path_ == ExpertGemmPath::kGrouped) {
+    KUBEMOE_RETURN_IF_ERROR(RunGrouped(w, x, out, stream));
+  } else {
+    KUBEMOE_RETURN_IF_ERROR(RunPerExpert(w, x, out, stream));
+  }
+  return Status::Ok();
+}
+
+Status GroupedExpertFfn::RunPerExpert(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
+                                      Stream stream) {
+  const int64_t matrix = int64_t{hidden_} * intermediate_;
+  uint16_t* gate = gate_.as<uint16_t>();
+  uint16_t* up = up_.as<uint16_t>();
+  int64_t rows = 0;
+  for (size_t a = 0; a < active_experts_.size(); ++a) {
+    const int64_t e = active_experts_[a];
+    const int64_t start = active_starts_[a];
+    const int r = active_rows_[a];
+    rows += r;
+    const uint16_t* xe = x + start * hidden_;
+    KUBEMOE_RETURN_IF_ERROR(
+        FromCublas(LinearBf16(handle_, xe, r, hidden_, w.gate + e * matrix, intermediate_,
+                              gate + start * intermediate_),
+                   "GroupedExpertFfn: cublasGemmEx (gate, expert " + std::to_string(e) + ")"));
+    KUBEMOE_RETURN_IF_ERROR(
+        FromCublas(LinearBf16(handle_, xe, r, hidden_, w.up + e * matrix, intermediate_,
+                              up + start * intermediate_),
+                   "GroupedExpertFfn: cublasGemmEx (up, expert " + std::to_string(e) + ")"));
+  }
+  KUBEMOE_RETURN_IF_ERROR(SiluMulBf16(gate, up, static_cast<size_t>(rows) * intermediate_, stream));
+  for (size_t a = 0; a < active_experts_.size(); ++a) {
+    const int64_t e = active_experts_[a];
+    const int64_t start = active_starts_[a];
+    KUBEMOE_RETURN_IF_ERROR(
+        FromCublas(LinearBf16(handle_, gate + start * intermediate_, active_rows_[a], intermediate_,
+                              w.down + e * matrix, hidden_, out + start * hidden_),
+                   "GroupedExpertFfn: cublasGemmEx (down, expert " + std::to_string(e) + ")"));
+  }
+  return Status::Ok();
+}
+
+Status GroupedExpertFfn::RunGrouped(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
+                                    Stream stream) {
+  const int32_t active = static_cast<int32_t>(active_experts_.size());
+  // Pointer arrays: 2 per active expert for each of A, B, C of the gate/up call, 1 each for the
+  // down call. Sized for every expert of the layer on first use, so later calls allocate nothing.
+  if (pointer_experts_ < active) {
+    const int32_t capacity = std::max(active, w.num_experts);
+    StatusOr<DeviceBuffer> table = DeviceBuffer::Allocate(size_t{9} * capacity * sizeof(void*));
+    if (!table.ok()) return table.status();
+    pointers_ = std::move(*table);
+    pointer_experts_ = capacity;
+  }
+  const int64_t c = pointer_experts_;
+  void** table = pointers_.as<void*>();
+  PointerFill fill{};
+  fill.x = x;
+  fill.gate_w = w.gate;
+  fill.up_w = w.up;
+  fill.down_w = w.down;
+  fill.gate = gate_.as<uint16_t>();
+  fill.up = up_.as<uint16_t>();
+  fill.out = out;
+  fill.gu_a = const_cast<const void**>(table);
+  fill.gu_b = const_cast<const void**>(table + 2 * c);
+  fill.gu_c = table + 4 * c;
+  fill.d_a = const_cast<const void**>(table + 6 * c);
+  fill.d_b = const_cast<const void**>(table + 7 * c);
+  fill.d_c = table + 8 * c;
+  fill.hidden = hidden_;
+  fill.intermediate = intermediate_;
+  for (int32_t first = 0; first < active; first += kFillChunk) {
+    fill.first = first;
+    fill.count = std::min(kFillChunk, active - first);
+    for (int32_t i = 0; i < fill.count; ++i) {
+      fill.expert[i] = active_experts_[first + i];
+      fill.start[i] = active_starts_[first + i];
+    }
+    FillPointersKernel<<<1, kFillChunk, 0, stream>>>(fill);
+    KUBEMOE_RETURN_IF_ERROR(LastLaunchError("grouped FFN pointer-array kernel"));
+  }
+
+  // Groups: runs of experts with equal row counts (active_experts_ is sorted by row count).
+  group_rows_.clear();
+  group_experts_.clear();
+  for (int32_t a = 0; a < active; ++a) {
+    if (group_rows_.empty() || group_rows_.back() != active_rows_[a]) {
+      group_rows_.push_back(active_rows_[a]);
+      group_experts_.push_back(0);
+    }
+    ++group_experts_.back();
+  }
+  const size_t groups = group_rows_.size();
+  const std::vector<cublasOperation_t> trans_a(groups, CUBLAS_OP_T);
+  const std::vector<cublasOperation_t> trans_b(groups, CUBLAS_OP_N);
+  const std::vector<float> alpha(groups, 1.0f);
+  const std::vector<float> beta(groups, 0.0f);
+  const std::vector<int> hidden(groups, hidden_);
+  const std::vector<int> intermediate(groups, intermediate_);
+  std::vector<int> gate_up_sizes(groups);
+  for (size_t g = 0; g < groups; ++g) gate_up_sizes[g] = 2 * group_experts_[g];
+
+  // Gate and up, row-major G_e [r x I] = x_e [r x H] * W_e [I x H]^T (see LinearBf16): cuBLAS
+  // m = I, n = r, k = H, A = W_e (ld H, transposed), B = x_e (ld H), C = G_e (ld I).
+  KUBEMOE_RETURN_IF_ERROR(FromCublas(
+      cublasGemmGroupedBatchedEx(
+          handle_, trans_a.data(), trans_b.data(), intermediate.data(), group_rows_.data(),
+          hidden.data(), alpha.data(), fill.gu_a, CUDA_R_16BF, hidden.data(), fill.gu_b,
+          CUDA_R_16BF, hidden.data(), beta.data(), fill.gu_c, CUDA_R_16BF, intermediate.data(),
+          static_cast<int>(groups), gate_up_sizes.data(), CUBLAS_COMPUTE_32F),
+      "GroupedExpertFfn: cublasGemmGroupedBatchedEx (gate and up, " + std::to_string(active) +
+          " experts in " + std::to_string(groups) + " groups)"));
+
+  int64_t rows = 0;
+  for (int32_t r : active_rows_) rows += r;
+  KUBEMOE_RETURN_IF_ERROR(SiluMulBf16(gate_.as<uint16_t>(), up_.as<uint16_t>(),
+                                      static_cast<size_t>(rows) * intermediate_, stream));
+
+  // Down, out_e [r x H] = act_e [r x I] * D_e [H x I]^T: m = H, n = r, k = I, A = D_e (ld I,
+  // transposed), B = act_e (ld I), C = out_e (ld H).
+  KUBEMOE_RETURN_IF_ERROR(FromCublas(
+      cublasGemmGroupedBatchedEx(
+          handle_, trans_a.data(), trans_b.data(), hidden.data(), group_rows_.data(),
+          intermediate.data(), alpha.data(), fill.d_a, CUDA_R_16BF, intermediate.data(), fill.d_b,
+          CUDA_R_16BF, intermediate.data(), beta.data(), fill.d_c, CUDA_R_16BF, hidden.data(),
+          static_cast<int>(groups), group_experts_.data(), CUBLAS_COMPUTE_32F),
+      "GroupedExpertFfn: cublasGemmGroupedBatchedEx (down, " + std::to_string(active) +
+          " experts in " + std::to_string(groups) + " groups)"));
+  return Status::Ok();
+}
+
+StatusOr<DenseGemmBf16> DenseGemmBf16::Create() {
+  DenseGemmBf16 gemm;
+  StatusOr<cublasHandle_t> handle = CreateHandle("DenseGemmBf16");
+  if (!handle.ok()) return handle.status();
+  gemm.handle_ = *handle;
+  StatusOr<DeviceBuffer> workspace = DeviceBuffer::Allocate(kWorkspaceBytes);
+  if (!workspace.ok()) return workspace.status();
+  gemm.workspace_ = std::move(*workspace);
+  return StatusOr<DenseGemmBf16>(std::move(gemm));
+}
+
+DenseGemmBf16::DenseGemmBf16(DenseGemmBf16&& other) noexcept { *this = std::move(other); }
+
+DenseGemmBf16& DenseGemmBf16::operator=(DenseGemmBf16&& other) noexcept {
+  if (this != &other) {
+    if (handle_ != nullptr) cublasDestroy(handle_);
+    handle_ = std::exchange(other.handle_, nullptr);
+    workspace_ = std::move(other.workspace_);
+  }
+  return *this;
+}
+
+DenseGemmBf16::~DenseGemmBf16() {
+  if (handle_ != nullptr) cublasDestroy(handle_);
+}
+
+Status DenseGemmBf16::Run(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t m, int64_t n,
+                          int64_t k, Stream stream) {
+  if (handle_ == nullptr) return FailedPrecondition("DenseGemmBf16: used after a move");
+  if (m < 0 || n < 0 || k < 0 || m > INT_MAX || n > INT_MAX || k > INT_MAX) {
+    return InvalidArgument("DenseGemmBf16::Run: m " + std::to_string(m) + ", n " +
+                           std::to_string(n) + ", k " + std::to_string(k) +
+                           " must be in [0, 2^31)");
+  }
+  if (m == 0 || n == 0) return Status::Ok();
+  if (k == 0) {
+    const cudaError_t err =
+        cudaMemsetAsync(y, 0, static_cast<size_t>(m) * n * sizeof(uint16_t), stream);
+    if (err != cudaSuccess) {
+      return Internal(std::string("DenseGemmBf16: cudaMemsetAsync: ") + cudaGetErrorName(err));
+    }
+    return Status::Ok();
+  }
+  KUBEMOE_RETURN_IF_ERROR(BindStream(handle_, workspace_, stream, "DenseGemmBf16"));
+  return FromCublas(
+      LinearBf16(handle_, x, static_cast<int>(m), static_cast<int>(k), w, static_cast<int>(n), y),
+      "DenseGemmBf16: cublasGemmEx");
+}
+
+}  // namespace kubemoe::cuda
