@@ -29,6 +29,14 @@ Status FromCublas(cublasStatus_t status, const std::string& what) {
   return Internal(std::move(message));
 }
 
+Status FromCuda(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return Status::Ok();
+  std::string message =
+      std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+  if (err == cudaErrorMemoryAllocation) return ResourceExhausted(std::move(message));
+  return Internal(std::move(message));
+}
+
 // A handle whose reductions accumulate in f32 even when the output is bf16 (by default cuBLAS may
 // reduce split-K partial sums in the output type), with the math mode otherwise default.
 StatusOr<cublasHandle_t> CreateHandle(const char* owner) {
@@ -76,12 +84,13 @@ __device__ __forceinline__ uint32_t SiluMulPair(uint32_t g, uint32_t u) {
          (uint32_t{__bfloat16_as_ushort(__float2bfloat16_rn(hi))} << 16);
 }
 
-// gate[i] = bf16(silu(gate[i]) * up[i]) for n elements: 8 per thread step in 16-byte accesses,
-// then the last n % 8 one by one. REQUIRES: gate and up 16-byte aligned.
-__global__ void SiluMulBf16Kernel(uint16_t* gate, const uint16_t* up, size_t n) {
-  const size_t vectors = n / 8;
-  uint4* gate_vec = reinterpret_cast<uint4*>(gate);
-  const uint4* up_vec = reinterpret_cast<const uint4*>(up);
+// gate[i] = bf16(silu(gate[i]) * up[i]) for n elements: the first `head` one by one up to a
+// 16-byte boundary, then 8 per thread step in 16-byte accesses, then the last few one by one.
+// REQUIRES: gate and up equally aligned modulo 16 bytes (slices at one offset of two buffers).
+__global__ void SiluMulBf16Kernel(uint16_t* gate, const uint16_t* up, size_t n, unsigned head) {
+  const size_t vectors = (n - head) / 8;
+  uint4* gate_vec = reinterpret_cast<uint4*>(gate + head);
+  const uint4* up_vec = reinterpret_cast<const uint4*>(up + head);
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < vectors;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const uint4 g = gate_vec[i];
@@ -89,8 +98,13 @@ __global__ void SiluMulBf16Kernel(uint16_t* gate, const uint16_t* up, size_t n) 
     gate_vec[i] = make_uint4(SiluMulPair(g.x, u.x), SiluMulPair(g.y, u.y), SiluMulPair(g.z, u.z),
                              SiluMulPair(g.w, u.w));
   }
-  if (blockIdx.x == 0 && threadIdx.x < n % 8) {
-    const size_t i = vectors * 8 + threadIdx.x;
+  if (blockIdx.x != 0) return;
+  // Threads 0-7 take the head, threads 8-15 the tail (each under 8 elements).
+  const size_t tail_begin = head + vectors * 8;
+  size_t i = n;
+  if (threadIdx.x < head) i = threadIdx.x;
+  if (threadIdx.x >= 8 && threadIdx.x < 16) i = tail_begin + (threadIdx.x - 8);
+  if (i < n && (i < head || i >= tail_begin)) {
     const float g = __uint_as_float(static_cast<uint32_t>(gate[i]) << 16);
     const float u = __uint_as_float(static_cast<uint32_t>(up[i]) << 16);
     gate[i] = __bfloat16_as_ushort(__float2bfloat16_rn(SiluMul(g, u)));
@@ -98,9 +112,12 @@ __global__ void SiluMulBf16Kernel(uint16_t* gate, const uint16_t* up, size_t n) 
 }
 
 Status SiluMulBf16(uint16_t* gate, const uint16_t* up, size_t n, Stream stream) {
-  const size_t blocks = (n / 8 + kThreads - 1) / kThreads;
+  if (n == 0) return Status::Ok();
+  const unsigned misaligned = static_cast<unsigned>(reinterpret_cast<uintptr_t>(gate) & 15);
+  const unsigned head = static_cast<unsigned>(std::min<size_t>(n, ((16 - misaligned) & 15) / 2));
+  const size_t blocks = ((n - head) / 8 + kThreads - 1) / kThreads;
   const int grid = static_cast<int>(std::clamp<size_t>(blocks, 1, 65535));
-  SiluMulBf16Kernel<<<grid, kThreads, 0, stream>>>(gate, up, n);
+  SiluMulBf16Kernel<<<grid, kThreads, 0, stream>>>(gate, up, n, head);
   return LastLaunchError("grouped FFN SwiGLU kernel");
 }
 
@@ -180,6 +197,29 @@ StatusOr<GroupedExpertFfn> GroupedExpertFfn::Create(int64_t max_rows, int32_t hi
   StatusOr<DeviceBuffer> up = DeviceBuffer::Allocate(scratch_bytes);
   if (!up.ok()) return up.status();
   ffn.up_ = std::move(*up);
+  if (path == ExpertGemmPath::kMultiStream) {
+    for (int s = 0; s < kExpertStreams; ++s) {
+      cudaStream_t side = nullptr;
+      // Non-blocking: the streams order against the caller's only through the fork/join events.
+      KUBEMOE_RETURN_IF_ERROR(FromCuda(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking),
+                                       "GroupedExpertFfn: cudaStreamCreateWithFlags"));
+      ffn.streams_.push_back(side);
+      StatusOr<cublasHandle_t> side_handle = CreateHandle("GroupedExpertFfn");
+      if (!side_handle.ok()) return side_handle.status();
+      ffn.stream_handles_.push_back(*side_handle);
+      StatusOr<DeviceBuffer> side_workspace = DeviceBuffer::Allocate(kWorkspaceBytes);
+      if (!side_workspace.ok()) return side_workspace.status();
+      ffn.stream_workspaces_.push_back(std::move(*side_workspace));
+      KUBEMOE_RETURN_IF_ERROR(
+          BindStream(*side_handle, ffn.stream_workspaces_.back(), side, "GroupedExpertFfn"));
+    }
+    for (int i = 0; i <= kExpertStreams; ++i) {
+      cudaEvent_t event = nullptr;
+      KUBEMOE_RETURN_IF_ERROR(FromCuda(cudaEventCreateWithFlags(&event, cudaEventDisableTiming),
+                                       "GroupedExpertFfn: cudaEventCreateWithFlags"));
+      ffn.events_.push_back(event);
+    }
+  }
   return StatusOr<GroupedExpertFfn>(std::move(ffn));
 }
 
@@ -187,7 +227,7 @@ GroupedExpertFfn::GroupedExpertFfn(GroupedExpertFfn&& other) noexcept { *this = 
 
 GroupedExpertFfn& GroupedExpertFfn::operator=(GroupedExpertFfn&& other) noexcept {
   if (this != &other) {
-    if (handle_ != nullptr) cublasDestroy(handle_);
+    Release();
     handle_ = std::exchange(other.handle_, nullptr);
     path_ = other.path_;
     max_rows_ = std::exchange(other.max_rows_, 0);
@@ -203,12 +243,26 @@ GroupedExpertFfn& GroupedExpertFfn::operator=(GroupedExpertFfn&& other) noexcept
     active_rows_ = std::move(other.active_rows_);
     group_rows_ = std::move(other.group_rows_);
     group_experts_ = std::move(other.group_experts_);
+    streams_ = std::exchange(other.streams_, {});
+    stream_handles_ = std::exchange(other.stream_handles_, {});
+    stream_workspaces_ = std::exchange(other.stream_workspaces_, {});
+    events_ = std::exchange(other.events_, {});
+    stream_load_ = std::move(other.stream_load_);
   }
   return *this;
 }
 
-GroupedExpertFfn::~GroupedExpertFfn() {
+GroupedExpertFfn::~GroupedExpertFfn() { Release(); }
+
+void GroupedExpertFfn::Release() {
   if (handle_ != nullptr) cublasDestroy(handle_);
+  handle_ = nullptr;
+  for (cublasContext* side : stream_handles_) cublasDestroy(side);
+  stream_handles_.clear();
+  for (Stream side : streams_) cudaStreamDestroy(side);
+  streams_.clear();
+  for (void* event : events_) cudaEventDestroy(static_cast<cudaEvent_t>(event));
+  events_.clear();
 }
 
 Status GroupedExpertFfn::Run(const ExpertWeightsBf16& w, const uint16_t* x, const int64_t* offsets,
@@ -252,14 +306,17 @@ Status GroupedExpertFfn::Run(const ExpertWeightsBf16& w, const uint16_t* x, cons
     active_rows_[a] = static_cast<int32_t>(offsets[e + 1] - offsets[e]);
   }
   KUBEMOE_RETURN_IF_ERROR(BindStream(handle_, workspace_, stream, "GroupedExpertFfn"));
-  // Stage 1 writes the gate and up products of rows [0, rows); stage 2 the SwiGLU product over
-  // them; stage 3 every row of out, as the experts with rows cover [0, rows).
-  if (path_ == ExpertGemmPath::kGrouped) {
-    KUBEMOE_RETURN_IF_ERROR(RunGrouped(w, x, out, stream));
-  } else {
-    KUBEMOE_RETURN_IF_ERROR(RunPerExpert(w, x, out, stream));
+  // Each path writes the gate and up products of rows [0, rows), the SwiGLU product over them,
+  // then every row of out: the experts with rows cover [0, rows).
+  switch (path_) {
+    case ExpertGemmPath::kGrouped:
+      return RunGrouped(w, x, out, stream);
+    case ExpertGemmPath::kPerExpert:
+      return RunPerExpert(w, x, out, stream);
+    case ExpertGemmPath::kMultiStream:
+      return RunMultiStream(w, x, out, stream);
   }
-  return Status::Ok();
+  return Internal("GroupedExpertFfn: unknown ExpertGemmPath");
 }
 
 Status GroupedExpertFfn::RunPerExpert(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
@@ -293,6 +350,62 @@ Status GroupedExpertFfn::RunPerExpert(const ExpertWeightsBf16& w, const uint16_t
                    "GroupedExpertFfn: cublasGemmEx (down, expert " + std::to_string(e) + ")"));
   }
   return Status::Ok();
+}
+
+Status GroupedExpertFfn::RunMultiStream(const ExpertWeightsBf16& w, const uint16_t* x,
+                                        uint16_t* out, Stream stream) {
+  KUBEMOE_RETURN_IF_ERROR(FromCuda(cudaEventRecord(static_cast<cudaEvent_t>(events_[0]), stream),
+                                   "GroupedExpertFfn: cudaEventRecord (fork)"));
+  for (Stream side : streams_) {
+    KUBEMOE_RETURN_IF_ERROR(
+        FromCuda(cudaStreamWaitEvent(side, static_cast<cudaEvent_t>(events_[0]), 0),
+                 "GroupedExpertFfn: cudaStreamWaitEvent (fork)"));
+  }
+  const int64_t matrix = int64_t{hidden_} * intermediate_;
+  uint16_t* gate = gate_.as<uint16_t>();
+  uint16_t* up = up_.as<uint16_t>();
+  stream_load_.assign(streams_.size(), 0);
+  Status enqueued = Status::Ok();
+  // active_experts_ is sorted by row count: from the most rows down, each onto the least loaded.
+  for (size_t a = active_experts_.size(); a-- > 0 && enqueued.ok();) {
+    const size_t s =
+        std::min_element(stream_load_.begin(), stream_load_.end()) - stream_load_.begin();
+    const int64_t e = active_experts_[a];
+    const int64_t start = active_starts_[a];
+    const int r = active_rows_[a];
+    stream_load_[s] += r;
+    cublasHandle_t side = stream_handles_[s];
+    const uint16_t* xe = x + start * hidden_;
+    uint16_t* gate_e = gate + start * intermediate_;
+    uint16_t* up_e = up + start * intermediate_;
+    const std::string which = ", expert " + std::to_string(e) + ")";
+    enqueued =
+        FromCublas(LinearBf16(side, xe, r, hidden_, w.gate + e * matrix, intermediate_, gate_e),
+                   "GroupedExpertFfn: cublasGemmEx (gate" + which);
+    if (enqueued.ok()) {
+      enqueued =
+          FromCublas(LinearBf16(side, xe, r, hidden_, w.up + e * matrix, intermediate_, up_e),
+                     "GroupedExpertFfn: cublasGemmEx (up" + which);
+    }
+    if (enqueued.ok()) {
+      enqueued = SiluMulBf16(gate_e, up_e, static_cast<size_t>(r) * intermediate_, streams_[s]);
+    }
+    if (enqueued.ok()) {
+      enqueued = FromCublas(LinearBf16(side, gate_e, r, intermediate_, w.down + e * matrix, hidden_,
+                                       out + start * hidden_),
+                            "GroupedExpertFfn: cublasGemmEx (down" + which);
+    }
+  }
+  // Join every stream back, even after an error, so no work outlives the caller's ordering.
+  for (size_t s = 0; s < streams_.size(); ++s) {
+    auto join = static_cast<cudaEvent_t>(events_[1 + s]);
+    const Status recorded =
+        FromCuda(cudaEventRecord(join, streams_[s]), "GroupedExpertFfn: cudaEventRecord (join)");
+    const Status waited = FromCuda(cudaStreamWaitEvent(stream, join, 0),
+                                   "GroupedExpertFfn: cudaStreamWaitEvent (join)");
+    if (enqueued.ok()) enqueued = recorded.ok() ? waited : recorded;
+  }
+  return enqueued;
 }
 
 Status GroupedExpertFfn::RunGrouped(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,

@@ -32,9 +32,17 @@ enum class ExpertGemmPath {
   // one for the down products; experts with equal row counts share a group. Needs even hidden
   // and intermediate sizes (cuBLAS's 4-byte pointer alignment for bf16 grouped products).
   kGrouped,
-  // One cublasGemmEx per product and expert with rows (3 per expert). Any sizes.
+  // One cublasGemmEx per product and expert with rows (3 per expert), in order on the caller's
+  // stream. Any sizes.
   kPerExpert,
+  // As kPerExpert, with the experts spread over kExpertStreams internal streams (an expert's
+  // gate, up, SwiGLU and down in order on one of them, the most rows first onto the least
+  // loaded), forked from and joined back to the caller's stream: small products run
+  // side by side. Any sizes.
+  kMultiStream,
 };
+
+inline constexpr int kExpertStreams = 4;
 
 // Owns a cuBLAS handle, its workspace and the scratch for the gate and up products. Move-only.
 // Not thread-safe; calls to Run must be ordered (one stream, or the caller orders them): they
@@ -75,6 +83,9 @@ class GroupedExpertFfn {
   GroupedExpertFfn() = default;
   Status RunGrouped(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out, Stream stream);
   Status RunPerExpert(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out, Stream stream);
+  Status RunMultiStream(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
+                        Stream stream);
+  void Release();
 
   cublasContext* handle_ = nullptr;
   ExpertGemmPath path_ = ExpertGemmPath::kGrouped;
@@ -92,6 +103,13 @@ class GroupedExpertFfn {
   std::vector<int64_t> active_starts_;
   std::vector<int32_t> active_rows_;
   std::vector<int32_t> group_rows_, group_experts_;
+  // kMultiStream: the internal streams, a cuBLAS handle and workspace bound to each, and events
+  // (cudaEvent_t) for the fork (index 0) and each stream's join.
+  std::vector<Stream> streams_;
+  std::vector<cublasContext*> stream_handles_;
+  std::vector<DeviceBuffer> stream_workspaces_;
+  std::vector<void*> events_;
+  std::vector<int64_t> stream_load_;
 };
 
 // y[m x n] = x[m x k] * w[n x k]^T, bf16 in and out, f32 accumulation (cuBLAS). The dense

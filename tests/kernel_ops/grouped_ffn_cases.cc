@@ -215,10 +215,13 @@ std::vector<int64_t> CheckedRows(const std::vector<int64_t>& offsets, int64_t li
   return checked;
 }
 
+// cuda::ExpertGemmPath, named here so the case list is the same without CUDA.
+enum class FfnPath { kGrouped, kPerExpert, kMultiStream };
+
 struct FfnConfig {
   std::string name;
   int32_t experts = 0, hidden = 0, inter = 0;
-  bool per_expert = false;  // the cublasGemmEx-per-expert path instead of the grouped call
+  FfnPath path = FfnPath::kGrouped;
   // kTest: each expert empty with probability empty_fraction, else its row count uniform in
   // [1, max_rows_per_expert]. kBench (tokens > 0): tokens routed top-6 as above.
   int32_t max_rows_per_expert = 0;
@@ -331,7 +334,9 @@ class GroupedFfnCase : public OpCase {
     if (ffn_ == nullptr || ffn_->max_rows() < rows) {
       StatusOr<cuda::GroupedExpertFfn> ffn = cuda::GroupedExpertFfn::Create(
           rows, config_.hidden, config_.inter,
-          config_.per_expert ? cuda::ExpertGemmPath::kPerExpert : cuda::ExpertGemmPath::kGrouped);
+          config_.path == FfnPath::kGrouped     ? cuda::ExpertGemmPath::kGrouped
+          : config_.path == FfnPath::kPerExpert ? cuda::ExpertGemmPath::kPerExpert
+                                                : cuda::ExpertGemmPath::kMultiStream);
       if (!ffn.ok()) return ffn.status();
       ffn_ = std::make_unique<cuda::GroupedExpertFfn>(std::move(*ffn));
     }
@@ -496,12 +501,15 @@ class DenseGemmCase : public OpCase {
 
 void AddGroupedFfnCases(Scale scale, CaseList& cases) {
   auto add_ffn = [&](FfnConfig config) {
-    for (bool per_expert : {false, true}) {
-      if (!per_expert && (config.hidden % 2 != 0 || config.inter % 2 != 0)) continue;
+    const std::pair<FfnPath, const char*> paths[] = {{FfnPath::kGrouped, "grouped_"},
+                                                     {FfnPath::kPerExpert, "per_expert_"},
+                                                     {FfnPath::kMultiStream, "multi_stream_"}};
+    for (const auto& [path, prefix] : paths) {
+      // The grouped cuBLAS call needs even sizes (GroupedExpertFfn::Create refuses odd ones).
+      if (path == FfnPath::kGrouped && (config.hidden % 2 != 0 || config.inter % 2 != 0)) continue;
       FfnConfig variant = config;
-      variant.per_expert = per_expert;
-      variant.name =
-          "grouped_ffn/" + std::string(per_expert ? "per_expert_" : "grouped_") + config.name;
+      variant.path = path;
+      variant.name = "grouped_ffn/" + std::string(prefix) + config.name;
       cases.push_back(std::make_unique<GroupedFfnCase>(std::move(variant)));
     }
   };
@@ -510,13 +518,13 @@ void AddGroupedFfnCases(Scale scale, CaseList& cases) {
   };
   if (scale == Scale::kTest) {
     // Few rows per expert so equal counts share cuBLAS groups; about a third of experts empty.
-    add_ffn({"h128_i96_e16", 16, 128, 96, false, 6, 0.35, 0});
+    add_ffn({"h128_i96_e16", 16, 128, 96, FfnPath::kGrouped, 6, 0.35, 0});
     // Nearly every expert empty: groups of one, long runs of empty experts.
-    add_ffn({"h64_i32_e16_sparse", 16, 64, 32, false, 9, 0.85, 0});
+    add_ffn({"h64_i32_e16_sparse", 16, 64, 32, FfnPath::kGrouped, 9, 0.85, 0});
     // Rows that are not whole 16-byte vectors (cuBLAS's 4-byte alignment, the SwiGLU tail).
-    add_ffn({"h66_i34_e12", 12, 66, 34, false, 7, 0.3, 0});
-    // Odd sizes: only the per-expert path takes them.
-    add_ffn({"h65_i33_e8", 8, 65, 33, false, 5, 0.25, 0});
+    add_ffn({"h66_i34_e12", 12, 66, 34, FfnPath::kGrouped, 7, 0.3, 0});
+    // Odd sizes: only the per-expert paths take them.
+    add_ffn({"h65_i33_e8", 8, 65, 33, FfnPath::kGrouped, 5, 0.25, 0});
     cases.push_back(
         std::make_unique<DenseGemmCase>("dense_gemm/" + dims(37, 48, 80), 37, 48, 80, false));
     cases.push_back(
@@ -526,7 +534,7 @@ void AddGroupedFfnCases(Scale scale, CaseList& cases) {
   constexpr int32_t kExperts = 160, kHidden = 5120, kInter = 1536, kTopK = 6;
   for (int64_t tokens : {128, 1024, 4096}) {
     const std::string shape = "t" + std::to_string(tokens) + "_e160_k6";
-    add_ffn({shape, kExperts, kHidden, kInter, false, 0, 0.0, tokens});
+    add_ffn({shape, kExperts, kHidden, kInter, FfnPath::kGrouped, 0, 0.0, tokens});
     const int64_t m = tokens * kTopK, n = 3 * kInter, k = kHidden;  // the FFN's FLOPs
     cases.push_back(std::make_unique<DenseGemmCase>(
         "dense_gemm/ffn_t" + std::to_string(tokens) + "_" + dims(m, n, k), m, n, k, true));
