@@ -112,6 +112,17 @@ TEST(CudaSmallOpsArgs, SampleTokens) {
   EXPECT_TRUE(cuda::SampleTokens(logits, 8, 0, 8, params, ids, ws, 0, nullptr).ok());
 }
 
+TEST(CudaSmallOpsArgs, ArgmaxRows) {
+  const float* logits = Fake<const float>(0x10000);
+  int32_t* ids = Fake<int32_t>(0x30000);
+  ExpectRejected(cuda::ArgmaxRows(logits, 8, -1, 8, ids, nullptr), "rows");
+  ExpectRejected(cuda::ArgmaxRows(logits, 8, 2, 0, ids, nullptr), "vocab");
+  ExpectRejected(cuda::ArgmaxRows(logits, 7, 2, 8, ids, nullptr), "ld");
+  ExpectRejected(cuda::ArgmaxRows(nullptr, 8, 2, 8, ids, nullptr), "logits is null");
+  ExpectRejected(cuda::ArgmaxRows(logits, 8, 2, 8, nullptr, nullptr), "out_ids is null");
+  EXPECT_TRUE(cuda::ArgmaxRows(logits, 8, 0, 8, ids, nullptr).ok());
+}
+
 #else
 
 TEST(CudaSmallOpsArgs, NeedsTheToolkit) { GTEST_SKIP() << "built without CUDA"; }

@@ -169,6 +169,52 @@ __global__ void __launch_bounds__(kRowThreads)
   }
 }
 
+// The better of two (logit, id) candidates: the larger logit, the lower id on equal logits; an
+// id of INT_MAX is no candidate.
+__device__ __forceinline__ void KeepBetter(float& v, int& i, float other_v, int other_i) {
+  if (other_i == INT_MAX) return;
+  if (i == INT_MAX || other_v > v || (other_v == v && other_i < i)) {
+    v = other_v;
+    i = other_i;
+  }
+}
+
+// One block per row (grid-stride over rows): each thread scans a strided slice, then warps and
+// the block combine their candidates.
+__global__ void __launch_bounds__(kRowThreads)
+    ArgmaxRowsKernel(const float* logits, int64_t ld, int64_t rows, int64_t vocab,
+                     int32_t* out_ids) {
+  constexpr int kWarps = kRowThreads / 32;
+  __shared__ float warp_v[kWarps];
+  __shared__ int warp_i[kWarps];
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = static_cast<int>(threadIdx.x) / 32;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float* row = logits + r * ld;
+    float v = 0.0f;
+    int i = INT_MAX;
+    for (int64_t j = threadIdx.x; j < vocab; j += kRowThreads) {
+      KeepBetter(v, i, row[j], static_cast<int>(j));
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const float other_v = __shfl_xor_sync(0xFFFFFFFFu, v, offset);
+      const int other_i = __shfl_xor_sync(0xFFFFFFFFu, i, offset);
+      KeepBetter(v, i, other_v, other_i);
+    }
+    __syncthreads();  // the previous row is done with warp_v / warp_i
+    if (lane == 0) {
+      warp_v[warp] = v;
+      warp_i[warp] = i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      for (int w = 1; w < kWarps; ++w) KeepBetter(v, i, warp_v[w], warp_i[w]);
+      out_ids[r] = i;
+    }
+  }
+}
+
 int RowBits(int64_t rows) {
   int bits = 0;
   while (bits < 31 && (int64_t{1} << bits) < rows) ++bits;
@@ -277,6 +323,24 @@ Status SampleTokens(const float* logits, int64_t ld, int64_t rows, int64_t vocab
   SampleRowsKernel<<<GridFor(rows), kRowThreads, 0, stream>>>(keys.Current(), ids.Current(), rows,
                                                               vocab, params, out_ids);
   return LastLaunchError("cuda::SampleTokens (sampling rows)");
+}
+
+Status ArgmaxRows(const float* logits, int64_t ld, int64_t rows, int64_t vocab, int32_t* out_ids,
+                  Stream stream) {
+  const std::string op = "cuda::ArgmaxRows";
+  if (rows < 0) return InvalidArgument(op + ": rows (" + std::to_string(rows) + ") must be >= 0");
+  if (vocab < 1 || vocab >= (int64_t{1} << 31)) {
+    return InvalidArgument(op + ": vocab (" + std::to_string(vocab) + ") must be in [1, 2^31)");
+  }
+  if (ld < vocab) {
+    return InvalidArgument(op + ": ld (" + std::to_string(ld) + ") must be >= vocab (" +
+                           std::to_string(vocab) + ")");
+  }
+  if (rows == 0) return Status::Ok();
+  if (logits == nullptr) return InvalidArgument(op + ": logits is null");
+  if (out_ids == nullptr) return InvalidArgument(op + ": out_ids is null");
+  ArgmaxRowsKernel<<<GridFor(rows), kRowThreads, 0, stream>>>(logits, ld, rows, vocab, out_ids);
+  return LastLaunchError(op.c_str());
 }
 
 }  // namespace kubemoe::cuda

@@ -44,4 +44,13 @@ Status SampleTokens(const float* logits, int64_t ld, int64_t rows, int64_t vocab
                     const SamplingRow* params, int32_t* out_ids, void* workspace,
                     size_t workspace_bytes, Stream stream);
 
+// out_ids[r] = the greedy token of row r: its largest logit, the lowest id among equal ones (-0
+// and +0 equal), as cpu::SampleToken with temperature <= 0. For batches whose rows are all
+// greedy, which need neither SampleTokens' sort nor its workspace. logits and out_ids are device
+// pointers. REQUIRES: logits not NaN.
+// Returns InvalidArgument naming the field unless rows >= 0, 1 <= vocab < 2^31, ld >= vocab and
+// the pointers are not null; else the launch error. rows == 0 launches nothing.
+Status ArgmaxRows(const float* logits, int64_t ld, int64_t rows, int64_t vocab, int32_t* out_ids,
+                  Stream stream);
+
 }  // namespace kubemoe::cuda

@@ -1,10 +1,10 @@
-// Harness cases for token sampling (kernels/cuda/sampling.h; CPU twin cpu::SampleRows). The
-// reference is a float64 restatement of the engine's semantics (engine::SamplingDistribution;
-// tests/cpu_sampling_test.cc checks the twin against the engine itself, which this harness does
-// not link): tokens sorted by logit, highest first, equal logits by lower id first; softmax(logits
-// / temperature); the top_k most likely; the shortest prefix whose renormalised mass reaches top_p;
-// then the draw rule: the first token whose cumulative probability exceeds u, or the last one when
-// none does. Ids must be identical.
+// Harness cases for token sampling (kernels/cuda/sampling.h: SampleTokens, and ArgmaxRows for
+// all-greedy batches; CPU twin cpu::SampleRows). The reference is a float64 restatement of the
+// engine's semantics (engine::SamplingDistribution; tests/cpu_sampling_test.cc checks the twin
+// against the engine itself, which this harness does not link): tokens sorted by logit, highest
+// first, equal logits by lower id first; softmax(logits / temperature); the top_k most likely;
+// the shortest prefix whose renormalised mass reaches top_p; then the draw rule: the first token
+// whose cumulative probability exceeds u, or the last one when none does. Ids must be identical.
 //
 // Backends sum probabilities in other orders, so they can pick a neighbouring token when u, or
 // top_p, is within rounding distance of a cumulative boundary. Draw therefore redraws u (and
@@ -54,6 +54,7 @@ struct SamplingSpec {
   int64_t rows = 0;
   int64_t vocab = 0;
   int64_t ld = 0;
+  bool argmax = false;  // the CUDA row runs cuda::ArgmaxRows (every row greedy) instead
 };
 
 // A row's distribution in float64, in order: ids and cumulative probabilities.
@@ -155,9 +156,12 @@ class SamplingCase : public OpCase {
 
 #ifdef KUBEMOE_HAVE_CUDA
   Status CudaPrepare() override {
-    StatusOr<size_t> workspace_bytes = cuda::SamplingWorkspaceBytes(s_.rows, s_.vocab);
-    KUBEMOE_RETURN_IF_ERROR(workspace_bytes.status());
-    workspace_bytes_ = *workspace_bytes;
+    workspace_bytes_ = 0;
+    if (!s_.argmax) {
+      StatusOr<size_t> workspace_bytes = cuda::SamplingWorkspaceBytes(s_.rows, s_.vocab);
+      KUBEMOE_RETURN_IF_ERROR(workspace_bytes.status());
+      workspace_bytes_ = *workspace_bytes;
+    }
     StatusOr<cuda::DeviceBuffer> logits = cuda::DeviceBuffer::Allocate(logits_.size() * 4);
     StatusOr<cuda::DeviceBuffer> params =
         cuda::DeviceBuffer::Allocate(params_.size() * sizeof(cpu::SamplingRow));
@@ -176,6 +180,10 @@ class SamplingCase : public OpCase {
   }
 
   Status CudaLaunch(CUstream_st* stream) override {
+    if (s_.argmax) {
+      return cuda::ArgmaxRows(logits_d_.as<float>(), s_.ld, s_.rows, s_.vocab, ids_d_.as<int32_t>(),
+                              stream);
+    }
     return cuda::SampleTokens(logits_d_.as<float>(), s_.ld, s_.rows, s_.vocab,
                               params_d_.as<cuda::SamplingRow>(), ids_d_.as<int32_t>(),
                               workspace_d_.data(), workspace_bytes_, stream);
@@ -275,15 +283,17 @@ class SamplingCase : public OpCase {
 };
 
 void AddSamplingCases(Scale scale, CaseList& cases) {
-  auto add = [&cases](std::string variant, Mix mix, int64_t rows, int64_t vocab, int64_t ld) {
-    cases.push_back(
-        std::make_unique<SamplingCase>(SamplingSpec{std::move(variant), mix, rows, vocab, ld}));
+  auto add = [&cases](std::string variant, Mix mix, int64_t rows, int64_t vocab, int64_t ld,
+                      bool argmax = false) {
+    cases.push_back(std::make_unique<SamplingCase>(
+        SamplingSpec{std::move(variant), mix, rows, vocab, ld, argmax}));
   };
   constexpr int64_t kVocab = 102400;  // DeepSeek-V2
   if (scale == Scale::kBench) {
     for (int64_t rows : {64, 256}) {
       add("top_k", Mix::kTopK, rows, kVocab, kVocab);
       add("full_softmax", Mix::kFullSoftmax, rows, kVocab, kVocab);
+      add("argmax", Mix::kGreedyTies, rows, kVocab, kVocab, true);
     }
     return;
   }
@@ -293,6 +303,8 @@ void AddSamplingCases(Scale scale, CaseList& cases) {
   add("mixed", Mix::kMixed, 7, 4099, 4101);
   add("mixed", Mix::kMixed, 300, 64, 64);  // more rows than one sort key byte
   add("greedy_ties", Mix::kGreedyTies, 12, 333, 333);
+  add("argmax", Mix::kGreedyTies, 12, 333, 335, true);
+  add("argmax", Mix::kGreedyTies, 3, 5000, 5000, true);
   add("top_k", Mix::kTopK, 5, 5000, 5000);
   add("full_softmax", Mix::kFullSoftmax, 2, kVocab, kVocab);
 }
