@@ -7,19 +7,9 @@
 namespace kubemoe::cuda {
 namespace {
 
-constexpr int kPlaceThreads = 256;
+constexpr int kChunk = 512;  // routes per block in the layout passes
 constexpr unsigned kFullMask = 0xffffffffu;
 
-__global__ void CountExpertsKernel(const int32_t* __restrict__ ids, int64_t routes,
-                                   int32_t num_experts, int32_t* __restrict__ counts) {
-  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < routes;
-       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int32_t e = ids[r];
-    if (e >= 0 && e < num_experts) atomicAdd(&counts[e], 1);
-  }
-}
-
-// One thread per token: each device the token reaches counts once.
 __global__ void CountDeviceTokensKernel(const int32_t* __restrict__ ids, int64_t num_tokens,
                                         int32_t top_k, int32_t num_experts,
                                         const int32_t* __restrict__ expert_device,
@@ -39,63 +29,106 @@ __global__ void CountDeviceTokensKernel(const int32_t* __restrict__ ids, int64_t
   }
 }
 
-// One warp: exclusive prefix sums of the counts, 32 at a time.
-__global__ void ExclusiveScanKernel(const int32_t* __restrict__ counts, int32_t n,
-                                    int32_t* __restrict__ offsets) {
-  const int lane = threadIdx.x;
-  int32_t carry = 0;
-  if (lane == 0) offsets[0] = 0;
-  for (int32_t base = 0; base < n; base += 32) {
-    const int32_t i = base + lane;
-    int32_t v = i < n ? counts[i] : 0;
-    for (int d = 1; d < 32; d <<= 1) {
-      const int32_t up = __shfl_up_sync(kFullMask, v, d);
-      if (lane >= d) v += up;
+// Pass 1, one block per chunk of kChunk routes: each valid route's rank among the earlier routes
+// of its chunk with the same expert (stored in route_rows for pass 3), and the chunk's count per
+// expert. Warps take their turn in order, so ranks follow route order: the layout is stable and
+// the same on every run.
+__global__ void ChunkRanksKernel(const int32_t* __restrict__ ids, int64_t routes,
+                                 int32_t num_experts, int32_t* __restrict__ local_rank,
+                                 int32_t* __restrict__ chunk_counts) {
+  extern __shared__ int32_t hist[];  // [num_experts]
+  for (int32_t e = threadIdx.x; e < num_experts; e += blockDim.x) hist[e] = 0;
+  __syncthreads();
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kChunk + threadIdx.x;
+  const int32_t e = r < routes ? ids[r] : -1;
+  const bool valid = e >= 0 && e < num_experts;
+  const int32_t key = valid ? e : -1;
+  const unsigned same = __match_any_sync(kFullMask, key);
+  const int32_t rank_in_warp = __popc(same & ((1u << lane) - 1));
+  const int leader = __ffs(same) - 1;
+  int32_t base = 0;
+  for (int w = 0; w < kChunk / 32; ++w) {
+    if (warp == w && valid && lane == leader) {
+      base = hist[e];
+      hist[e] = base + __popc(same);
     }
-    if (i < n) offsets[i + 1] = carry + v;
-    carry += __shfl_sync(kFullMask, v, 31);
+    __syncthreads();
+  }
+  base = __shfl_sync(kFullMask, base, leader);
+  if (r < routes) local_rank[r] = valid ? base + rank_in_warp : -1;
+  for (int32_t x = threadIdx.x; x < num_experts; x += blockDim.x) {
+    chunk_counts[static_cast<int64_t>(blockIdx.x) * num_experts + x] = hist[x];
   }
 }
 
-// One block per expert walks all routes in order and gives its routes consecutive rows: a stable
-// placement (route order within the expert), so the layout does not depend on thread timing.
+// Pass 2, one block: per expert the total over chunks (expert_counts), the exclusive prefix sums
+// over experts (expert_offsets), and each chunk's first row per expert, in place of its count.
+__global__ void ScanChunksKernel(int32_t* __restrict__ chunk_counts, int64_t chunks,
+                                 int32_t num_experts, int32_t* __restrict__ counts,
+                                 int32_t* __restrict__ offsets) {
+  __shared__ int32_t warp_sums[32];
+  __shared__ int32_t carry;
+  const int lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32;
+  const int warps = blockDim.x / 32;
+  for (int32_t e = threadIdx.x; e < num_experts; e += blockDim.x) {
+    int32_t total = 0;
+    for (int64_t c = 0; c < chunks; ++c) total += chunk_counts[c * num_experts + e];
+    counts[e] = total;
+  }
+  if (threadIdx.x == 0) {
+    carry = 0;
+    offsets[0] = 0;
+  }
+  __syncthreads();
+  for (int32_t base = 0; base < num_experts; base += blockDim.x) {
+    const int32_t i = base + threadIdx.x;
+    int32_t x = i < num_experts ? counts[i] : 0;  // this thread wrote counts[i] above
+    for (int d = 1; d < 32; d <<= 1) {
+      const int32_t up = __shfl_up_sync(kFullMask, x, d);
+      if (lane >= d) x += up;
+    }
+    if (lane == 31) warp_sums[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+      int32_t y = lane < warps ? warp_sums[lane] : 0;
+      for (int d = 1; d < 32; d <<= 1) {
+        const int32_t up = __shfl_up_sync(kFullMask, y, d);
+        if (lane >= d) y += up;
+      }
+      if (lane < warps) warp_sums[lane] = y;
+    }
+    __syncthreads();
+    x += (warp > 0 ? warp_sums[warp - 1] : 0) + carry;
+    if (i < num_experts) offsets[i + 1] = x;
+    __syncthreads();
+    if (threadIdx.x == blockDim.x - 1) carry = x;
+    __syncthreads();
+  }
+  for (int32_t e = threadIdx.x; e < num_experts; e += blockDim.x) {
+    int32_t running = offsets[e];
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int32_t n = chunk_counts[c * num_experts + e];
+      chunk_counts[c * num_experts + e] = running;
+      running += n;
+    }
+  }
+}
+
+// Pass 3, one thread per route: row = the chunk's first row for the expert + the local rank.
 __global__ void PlaceRoutesKernel(const int32_t* __restrict__ ids, int64_t routes,
-                                  const int32_t* __restrict__ offsets,
+                                  int32_t num_experts, const int32_t* __restrict__ chunk_rows,
                                   int32_t* __restrict__ route_rows,
                                   int32_t* __restrict__ row_routes) {
-  __shared__ int32_t warp_totals[kPlaceThreads / 32];
-  const int32_t expert = blockIdx.x;
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  int32_t next_row = offsets[expert];
-  for (int64_t base = 0; base < routes; base += kPlaceThreads) {
-    const int64_t r = base + threadIdx.x;
-    const bool mine = r < routes && ids[r] == expert;
-    const unsigned ballot = __ballot_sync(kFullMask, mine);
-    if (lane == 0) warp_totals[warp] = __popc(ballot);
-    __syncthreads();
-    int32_t before = 0;
-    int32_t total = 0;
-    for (int w = 0; w < kPlaceThreads / 32; ++w) {
-      before += w < warp ? warp_totals[w] : 0;
-      total += warp_totals[w];
-    }
-    if (mine) {
-      const int32_t row = next_row + before + __popc(ballot & ((1u << lane) - 1));
-      route_rows[r] = row;
-      row_routes[row] = static_cast<int32_t>(r);
-    }
-    next_row += total;
-    __syncthreads();  // warp_totals is rewritten next round
-  }
-}
-
-__global__ void MarkInvalidRoutesKernel(const int32_t* __restrict__ ids, int64_t routes,
-                                        int32_t num_experts, int32_t* __restrict__ route_rows) {
-  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < routes;
-       r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    if (ids[r] < 0 || ids[r] >= num_experts) route_rows[r] = -1;
-  }
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kChunk + threadIdx.x;
+  if (r >= routes) return;
+  const int32_t local = route_rows[r];
+  if (local < 0) return;  // invalid id: stays -1
+  const int32_t row = chunk_rows[static_cast<int64_t>(blockIdx.x) * num_experts + ids[r]] + local;
+  route_rows[r] = row;
+  row_routes[row] = static_cast<int32_t>(r);
 }
 
 // One warp per row; uint4 = 8 bf16 when the row allows it.
@@ -166,6 +199,16 @@ __global__ void CombineRowsKernel(const uint16_t* __restrict__ expert_out,
   }
 }
 
+}  // namespace
+
+int64_t DispatchLayoutScratchInts(int64_t num_tokens, int32_t top_k, int32_t num_experts) {
+  const int64_t routes = num_tokens * top_k;
+  const int64_t chunks = (routes + kChunk - 1) / kChunk;
+  return (chunks > 0 ? chunks : 1) * num_experts;
+}
+
+namespace {
+
 unsigned GridFor(int64_t items, int threads) {
   const int64_t blocks = (items + threads - 1) / threads;
   return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 ? 65535 : blocks));
@@ -186,22 +229,30 @@ Status DispatchLayout(const int32_t* expert_ids, int64_t num_tokens, int32_t top
                            " routes exceed the 32-bit row index");
   }
   if (out.expert_counts == nullptr || out.expert_offsets == nullptr || out.route_rows == nullptr ||
-      out.row_routes == nullptr || (expert_device != nullptr && out.device_token_counts == nullptr)) {
+      out.row_routes == nullptr || out.chunk_scratch == nullptr ||
+      (expert_device != nullptr && out.device_token_counts == nullptr)) {
     return InvalidArgument("dispatch layout: an output array is missing");
   }
-  if (cudaMemsetAsync(out.expert_counts, 0, sizeof(int32_t) * num_experts, stream) != cudaSuccess) {
-    return LastLaunchError("dispatch layout: clearing expert counts");
+  if (num_experts > kDispatchLayoutMaxExperts) {
+    return InvalidArgument("dispatch layout: num_experts=" + std::to_string(num_experts) +
+                           " exceeds " + std::to_string(kDispatchLayoutMaxExperts) +
+                           " (one chunk's per-expert counts live in shared memory)");
   }
-  if (routes > 0) {
-    CountExpertsKernel<<<GridFor(routes, 256), 256, 0, stream>>>(expert_ids, routes, num_experts,
-                                                                  out.expert_counts);
-  }
-  ExclusiveScanKernel<<<1, 32, 0, stream>>>(out.expert_counts, num_experts, out.expert_offsets);
-  if (routes > 0) {
-    MarkInvalidRoutesKernel<<<GridFor(routes, 256), 256, 0, stream>>>(expert_ids, routes,
-                                                                       num_experts, out.route_rows);
-    PlaceRoutesKernel<<<static_cast<unsigned>(num_experts), kPlaceThreads, 0, stream>>>(
-        expert_ids, routes, out.expert_offsets, out.route_rows, out.row_routes);
+  const int64_t chunks = (routes + kChunk - 1) / kChunk;
+  if (routes == 0) {
+    if (cudaMemsetAsync(out.expert_counts, 0, sizeof(int32_t) * num_experts, stream) != cudaSuccess ||
+        cudaMemsetAsync(out.expert_offsets, 0, sizeof(int32_t) * (num_experts + 1), stream) !=
+            cudaSuccess) {
+      return LastLaunchError("dispatch layout: clearing counts");
+    }
+  } else {
+    const size_t hist_bytes = sizeof(int32_t) * static_cast<size_t>(num_experts);
+    ChunkRanksKernel<<<static_cast<unsigned>(chunks), kChunk, hist_bytes, stream>>>(
+        expert_ids, routes, num_experts, out.route_rows, out.chunk_scratch);
+    ScanChunksKernel<<<1, 1024, 0, stream>>>(out.chunk_scratch, chunks, num_experts,
+                                             out.expert_counts, out.expert_offsets);
+    PlaceRoutesKernel<<<static_cast<unsigned>(chunks), kChunk, 0, stream>>>(
+        expert_ids, routes, num_experts, out.chunk_scratch, out.route_rows, out.row_routes);
   }
   if (expert_device != nullptr && num_devices > 0) {
     if (cudaMemsetAsync(out.device_token_counts, 0, sizeof(int32_t) * num_devices, stream) !=

@@ -11,18 +11,28 @@
 
 namespace kubemoe::cuda {
 
+// Experts one layout handles: a block keeps one count per expert in shared memory.
+inline constexpr int32_t kDispatchLayoutMaxExperts = 8192;
+
+// Ints of chunk_scratch that DispatchLayout needs: the per-chunk per-expert counts of its
+// three-pass layout (one pass over the ids to rank routes within chunks of 512, a scan, a pass
+// to place them), so its cost grows with the routes, not with routes x experts.
+int64_t DispatchLayoutScratchInts(int64_t num_tokens, int32_t top_k, int32_t num_experts);
+
 struct DispatchLayoutOutputs {
   int32_t* expert_counts = nullptr;        // [num_experts]
   int32_t* expert_offsets = nullptr;       // [num_experts + 1]
   int32_t* route_rows = nullptr;           // [num_tokens x top_k]
   int32_t* row_routes = nullptr;           // [num_tokens x top_k] (the first offsets[E] are set)
   int32_t* device_token_counts = nullptr;  // [num_devices], needed when expert_device is given
+  int32_t* chunk_scratch = nullptr;        // [DispatchLayoutScratchInts(...)] working memory
 };
 
 // expert_device: [num_experts] destination device of each expert (single-replica placements;
 // a placement with replicas chooses replicas on the host with routing::AssignDevices, whose
 // least-loaded rule is sequential over tokens by contract), or null.
-// Returns InvalidArgument for negative sizes, missing outputs or more than 2^31 - 1 routes.
+// Returns InvalidArgument for negative sizes, missing outputs, more than 2^31 - 1 routes or more
+// than kDispatchLayoutMaxExperts experts.
 Status DispatchLayout(const int32_t* expert_ids, int64_t num_tokens, int32_t top_k,
                       int32_t num_experts, const int32_t* expert_device, int32_t num_devices,
                       const DispatchLayoutOutputs& out, Stream stream);

@@ -123,6 +123,9 @@ class LayoutCase : public OpCase {
     KUBEMOE_RETURN_IF_ERROR(Alloc(route_rows_d_, routes * 4));
     KUBEMOE_RETURN_IF_ERROR(Alloc(row_routes_d_, routes * 4));
     KUBEMOE_RETURN_IF_ERROR(Alloc(device_tokens_d_, static_cast<size_t>(s_.devices) * 4));
+    KUBEMOE_RETURN_IF_ERROR(Alloc(
+        scratch_d_,
+        static_cast<size_t>(cuda::DispatchLayoutScratchInts(s_.tokens, s_.top_k, s_.experts)) * 4));
     KUBEMOE_RETURN_IF_ERROR(ids_d_.Upload(ids_.data(), routes * 4));
     KUBEMOE_RETURN_IF_ERROR(device_d_.Upload(expert_device_.data(), expert_device_.size() * 4));
     return Status::Ok();
@@ -131,7 +134,7 @@ class LayoutCase : public OpCase {
   Status CudaLaunch(CUstream_st* stream) override {
     cuda::DispatchLayoutOutputs out{counts_d_.as<int32_t>(), offsets_d_.as<int32_t>(),
                                     route_rows_d_.as<int32_t>(), row_routes_d_.as<int32_t>(),
-                                    device_tokens_d_.as<int32_t>()};
+                                    device_tokens_d_.as<int32_t>(), scratch_d_.as<int32_t>()};
     return cuda::DispatchLayout(ids_d_.as<int32_t>(), s_.tokens, s_.top_k, s_.experts,
                                 device_d_.as<int32_t>(), s_.devices, out, stream);
   }
@@ -186,7 +189,7 @@ class LayoutCase : public OpCase {
     return buffer.Fill(0xFF);
   }
   cuda::DeviceBuffer ids_d_, device_d_, counts_d_, offsets_d_, route_rows_d_, row_routes_d_,
-      device_tokens_d_;
+      device_tokens_d_, scratch_d_;
 #endif
 
   LayoutSpec s_;
@@ -331,7 +334,11 @@ void AddDispatchCases(Scale scale, CaseList& cases) {
   if (scale == Scale::kBench) {
     for (int64_t tokens : {128, 1024, 4096}) specs.push_back({tokens, 6, 160, 8, 5120, false});
   } else {
-    specs = {{53, 6, 64, 8, 64, false}, {300, 6, 160, 8, 40, true}, {7, 2, 5, 5, 24, false}};
+    // 300 x 6 routes span four 512-route chunks; 2000 x 8 span 32, with 256 experts.
+    specs = {{53, 6, 64, 8, 64, false},
+             {300, 6, 160, 8, 40, true},
+             {7, 2, 5, 5, 24, false},
+             {2000, 8, 256, 16, 8, true}};
   }
   for (const LayoutSpec& s : specs) {
     cases.push_back(std::make_unique<LayoutCase>(s));

@@ -171,6 +171,9 @@ class MoeLayerCase : public OpCase {
       KUBEMOE_RETURN_IF_ERROR(Alloc(offsets_d_, (static_cast<size_t>(s_.experts) + 1) * 4));
       KUBEMOE_RETURN_IF_ERROR(Alloc(route_rows_d_, routes * 4));
       KUBEMOE_RETURN_IF_ERROR(Alloc(row_routes_d_, routes * 4));
+      KUBEMOE_RETURN_IF_ERROR(Alloc(
+          layout_scratch_d_,
+          static_cast<size_t>(cuda::DispatchLayoutScratchInts(s_.tokens, s_.top_k, s_.experts)) * 4));
       KUBEMOE_RETURN_IF_ERROR(Alloc(permuted_d_, routes * H * 2));
       KUBEMOE_RETURN_IF_ERROR(Alloc(expert_out_d_, routes * H * 2));
       KUBEMOE_RETURN_IF_ERROR(Alloc(out_d_, static_cast<size_t>(s_.tokens) * H * 4));
@@ -197,7 +200,8 @@ class MoeLayerCase : public OpCase {
                                          stream));
     const cuda::DispatchLayoutOutputs layout{counts_d_.as<int32_t>(), offsets_d_.as<int32_t>(),
                                              route_rows_d_.as<int32_t>(),
-                                             row_routes_d_.as<int32_t>(), nullptr};
+                                             row_routes_d_.as<int32_t>(), nullptr,
+                                             layout_scratch_d_.as<int32_t>()};
     KUBEMOE_RETURN_IF_ERROR(cuda::DispatchLayout(ids_d_.as<int32_t>(), s_.tokens, s_.top_k,
                                                  s_.experts, nullptr, 0, layout, stream));
     offsets32_.resize(static_cast<size_t>(s_.experts) + 1);
@@ -261,7 +265,8 @@ class MoeLayerCase : public OpCase {
   }
   cuda::GatingPlan plan_;
   cuda::DeviceBuffer logits_d_, gate_d_, up_d_, down_d_, hidden_d_, ids_d_, weights_d_, counts_d_,
-      offsets_d_, route_rows_d_, row_routes_d_, permuted_d_, expert_out_d_, out_d_;
+      offsets_d_, route_rows_d_, row_routes_d_, layout_scratch_d_, permuted_d_, expert_out_d_,
+      out_d_;
   std::unique_ptr<cuda::GroupedExpertFfn> ffn_;
   std::vector<int32_t> offsets32_;
   std::vector<int64_t> offsets64_;
