@@ -50,7 +50,7 @@ run() {
   local bin=/tmp/gpu-programs
   mkdir -p "$out" "$bin"
   tar -C "$bin" -xJf .gpu/programs.tar.xz || exit 1
-  # At most 8 files come back from the device tool: the 7 below; the rest goes to stdout.
+  # At most 8 files come back from the device tool: the 8 below; the rest goes to stdout.
   echo "programs built at commit $(cat .gpu/commit.txt)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,temperature.gpu,power.draw \
     --format=csv
@@ -76,13 +76,17 @@ run() {
   PYTHONUNBUFFERED=1 timeout 120 python3 bench/moe_layer_torch.py --out "$out/torch.json" 2>&1 |
     tee "$out/torch.md"
   echo "torch exit $?"
+  echo "== PyTorch, routed experts only and unskewed gate: the layer moe_layer/* times"
+  PYTHONUNBUFFERED=1 timeout 120 python3 bench/moe_layer_torch.py --shared-experts 0 \
+    --bias-sigma 0 --out "$out/torch_parity.json" 2>&1 | tee "$out/torch_parity.md"
+  echo "torch parity exit $?"
 
   echo "== compute-sanitizer memcheck over the CUDA cases"
   if command -v compute-sanitizer >/dev/null; then
     timeout 100 compute-sanitizer --tool memcheck --print-limit 20 "$bin/kernel_ops_test" \
-      --gtest_filter='cuda.*' >"$out/memcheck.log" 2>&1
+      --gtest_filter='cuda.*' >/tmp/memcheck.log 2>&1
     echo "memcheck exit $?"
-    grep -E 'ERROR SUMMARY|Invalid|out of bounds' "$out/memcheck.log" | head -20
+    grep -E 'ERROR SUMMARY|Invalid|out of bounds|FAILED' /tmp/memcheck.log | head -20
   fi
 }
 

@@ -1,5 +1,5 @@
-// Tests for kernels/{cpu,cuda}/convert: the CPU conversions against independent scalar formulas,
-// and the CUDA twins against the CPU ones (skipped when no GPU is visible).
+// Tests for kernels/cpu/convert: the CPU conversions against independent scalar formulas. The
+// CUDA twins are compared with them in the kernel harness (tests/kernel_ops/convert_cases.cc).
 #include "kernels/cpu/convert.h"
 
 #include <gtest/gtest.h>
@@ -10,12 +10,6 @@
 #include <vector>
 
 #include "model/dtype.h"
-
-#ifdef KUBEMOE_HAVE_CUDA
-#include <cuda_runtime.h>
-
-#include "kernels/cuda/convert.cuh"
-#endif
 
 namespace kubemoe {
 namespace {
@@ -78,38 +72,6 @@ TEST(ConvertTest, RoundTripsThroughTheScalarEncoders) {
   EXPECT_EQ(FloatToBf16(1.00390625f), 0x3f80);  // exact tie rounds to even
 }
 
-#ifdef KUBEMOE_HAVE_CUDA
-bool HaveGpu() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-TEST(ConvertCudaTest, MatchesCpuTwinBitForBit) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device visible";
-  const auto in = AllPatterns();
-  for (bool bf16 : {true, false}) {
-    std::vector<float> cpu_out(in.size()), gpu_out(in.size());
-    (bf16 ? cpu::Bf16ToF32 : cpu::F16ToF32)(in.data(), cpu_out.data(), in.size());
-    uint16_t* d_in = nullptr;
-    float* d_out = nullptr;
-    ASSERT_EQ(cudaMalloc(&d_in, in.size() * 2), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&d_out, in.size() * 4), cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(d_in, in.data(), in.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-    ASSERT_EQ((bf16 ? cuda::Bf16ToF32 : cuda::F16ToF32)(d_in, d_out, in.size(), nullptr),
-              cudaSuccess);
-    ASSERT_EQ(cudaMemcpy(gpu_out.data(), d_out, in.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-    cudaFree(d_in);
-    cudaFree(d_out);
-    for (size_t i = 0; i < in.size(); ++i) {
-      if (std::isnan(cpu_out[i])) {
-        ASSERT_TRUE(std::isnan(gpu_out[i])) << i;
-      } else {
-        ASSERT_EQ(Bits(cpu_out[i]), Bits(gpu_out[i])) << (bf16 ? "bf16 " : "f16 ") << i;
-      }
-    }
-  }
-}
-#endif
 
 }  // namespace
 }  // namespace kubemoe

@@ -1,5 +1,5 @@
 // Bulk element-type conversion of weight tensors to f32 (CPU). The CUDA twin is
-// kernels/cuda/convert.cuh; tests/convert_test.cc compares the two.
+// kernels/cuda/convert.h; the kernel harness (tests/kernel_ops/convert_cases.cc) compares the two.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,6 @@
 #include <cuda_fp16.h>
 
-#include "kernels/cuda/convert.cuh"
+#include "kernels/cuda/convert.h"
 
 namespace kubemoe::cuda {
 namespace {
@@ -28,14 +28,16 @@ int GridFor(size_t n) {
 
 }  // namespace
 
-cudaError_t Bf16ToF32(const uint16_t* in, float* out, size_t n, cudaStream_t stream) {
+Status Bf16ToF32(const uint16_t* in, float* out, size_t n, Stream stream) {
+  if (n == 0) return Status::Ok();
   Bf16ToF32Kernel<<<GridFor(n), kThreads, 0, stream>>>(in, out, n);
-  return cudaGetLastError();
+  return LastLaunchError("bf16 -> f32 conversion kernel");
 }
 
-cudaError_t F16ToF32(const uint16_t* in, float* out, size_t n, cudaStream_t stream) {
+Status F16ToF32(const uint16_t* in, float* out, size_t n, Stream stream) {
+  if (n == 0) return Status::Ok();
   F16ToF32Kernel<<<GridFor(n), kThreads, 0, stream>>>(in, out, n);
-  return cudaGetLastError();
+  return LastLaunchError("f16 -> f32 conversion kernel");
 }
 
 }  // namespace kubemoe::cuda

@@ -72,6 +72,10 @@ class OpCase {
 
   virtual Work work() const { return {}; }
 
+  // False when a NaN in the outputs can only mean an unwritten element, which the benchmark then
+  // reports (it has no reference at its sizes). True for ops whose valid outputs include NaN.
+  virtual bool OutputsMayHoldNaN() const { return false; }
+
  private:
   Status NoCudaKernel() const { return {StatusCode::kUnimplemented, Name() + " has no CUDA kernel"}; }
 };
