@@ -1,11 +1,14 @@
 // Harness cases for the gating kernel (kernels/cuda/gating.h). The reference is routing::Router
 // itself, the CPU twin, so there is no separate cpu row: the CUDA ids and weights must be
 // identical to it, element for element (Metric::kExact), ties included.
+#include <algorithm>
 #include <string>
 #include <vector>
 
+#include "routing/device_limited.h"
 #include "routing/placement_view.h"
 #include "routing/router.h"
+#include "routing/scoring.h"
 #include "tests/kernel_ops/op_case.h"
 
 #ifdef KUBEMOE_HAVE_CUDA
@@ -59,6 +62,32 @@ class GatingCase : public OpCase {
     if (!s.ok()) return {{"routing error: " + s.ToString(), Metric::kExact, 0, {}}};
     std::vector<Output> out = {{"expert_ids", Metric::kExact, 0, ToDoubles(ids.data(), n)},
                                {"weights", Metric::kExact, 0, ToDoubles(weights.data(), n)}};
+    if (spec_.config.device_limit > 0) out.push_back(KeptDevices());
+    return out;
+  }
+
+  // The devices each token may use, from routing's own device-limited selection.
+  Output KeptDevices() const {
+    const auto& g = spec_.config.gate;
+    const int32_t devices = spec_.config.placement.num_devices;
+    const routing::FlatPlacement flat = routing::FlattenPlacement(spec_.config.placement);
+    std::vector<float> scores(static_cast<size_t>(g.num_experts));
+    std::vector<float> device_scores(static_cast<size_t>(devices));
+    std::vector<int32_t> kept(static_cast<size_t>(spec_.config.device_limit));
+    std::vector<uint8_t> device_kept(static_cast<size_t>(devices));
+    std::vector<uint8_t> eligible(static_cast<size_t>(g.num_experts));
+    std::vector<int32_t> picked(static_cast<size_t>(g.top_k));
+    const routing::DeviceSelectionScratch scratch{device_scores.data(), kept.data(),
+                                                  device_kept.data(), eligible.data()};
+    Output out{"kept_devices", Metric::kExact, 0, {}};
+    for (int64_t t = 0; t < spec_.tokens; ++t) {
+      const Status s = routing::ScoreExperts(g.scoring, logits_.data() + t * g.num_experts,
+                                             g.num_experts, scores.data(), t);
+      if (!s.ok()) return {"scoring error: " + s.ToString(), Metric::kExact, 0, {}};
+      routing::SelectDeviceLimited(flat, scores.data(), g.num_experts, spec_.config.device_limit,
+                                   g.top_k, scratch, picked.data());
+      for (uint8_t k : device_kept) out.values.push_back(k);
+    }
     return out;
   }
 
@@ -85,6 +114,12 @@ class GatingCase : public OpCase {
     KUBEMOE_RETURN_IF_ERROR(logits_d_.Upload(logits_.data(), logits_.size() * 4));
     KUBEMOE_RETURN_IF_ERROR(ids_d_.Fill(0xFF));
     KUBEMOE_RETURN_IF_ERROR(weights_d_.Fill(0xFF));
+    const size_t kept_bytes =
+        static_cast<size_t>(spec_.tokens) * std::max(1, spec_.config.placement.num_devices);
+    StatusOr<cuda::DeviceBuffer> kept = cuda::DeviceBuffer::Allocate(kept_bytes);
+    KUBEMOE_RETURN_IF_ERROR(kept.status());
+    kept_d_ = std::move(*kept);
+    KUBEMOE_RETURN_IF_ERROR(kept_d_.Fill(0xFF));
     plan_ = cuda::GatingPlan{};
     plan_.gate = g;
     plan_.device_limit = spec_.config.device_limit;
@@ -107,7 +142,8 @@ class GatingCase : public OpCase {
 
   Status CudaLaunch(CUstream_st* stream) override {
     return cuda::Gating(plan_, logits_d_.as<float>(), spec_.tokens, ids_d_.as<int32_t>(),
-                        weights_d_.as<float>(), nullptr, stream);
+                        weights_d_.as<float>(),
+                        spec_.config.device_limit > 0 ? kept_d_.as<uint8_t>() : nullptr, stream);
   }
 
   StatusOr<std::vector<Output>> CudaResults() override {
@@ -117,8 +153,14 @@ class GatingCase : public OpCase {
     std::vector<float> weights(n);
     KUBEMOE_RETURN_IF_ERROR(ids_d_.Download(ids.data(), n * 4));
     KUBEMOE_RETURN_IF_ERROR(weights_d_.Download(weights.data(), n * 4));
-    return std::vector<Output>{{"expert_ids", Metric::kExact, 0, ToDoubles(ids.data(), n)},
+    std::vector<Output> out = {{"expert_ids", Metric::kExact, 0, ToDoubles(ids.data(), n)},
                                {"weights", Metric::kExact, 0, ToDoubles(weights.data(), n)}};
+    if (spec_.config.device_limit > 0) {
+      std::vector<uint8_t> kept(kept_d_.bytes());
+      KUBEMOE_RETURN_IF_ERROR(kept_d_.Download(kept.data(), kept.size()));
+      out.push_back({"kept_devices", Metric::kExact, 0, std::vector<double>(kept.begin(), kept.end())});
+    }
+    return out;
   }
 #endif
 
@@ -128,7 +170,7 @@ class GatingCase : public OpCase {
   std::vector<float> logits_;
 #ifdef KUBEMOE_HAVE_CUDA
   cuda::GatingPlan plan_;
-  cuda::DeviceBuffer logits_d_, ids_d_, weights_d_, offsets_d_, devices_d_;
+  cuda::DeviceBuffer logits_d_, ids_d_, weights_d_, kept_d_, offsets_d_, devices_d_;
 #endif
 };
 
