@@ -262,7 +262,9 @@ class PermuteCombineCase : public OpCase {
   Work work() const override {
     const double h = static_cast<double>(s_.hidden);
     const double rows = static_cast<double>(s_.tokens * s_.top_k);
-    if (!combine_) return {rows * h * 2.0 * 2.0, 0.0};  // each row read and written once
+    // Permute: each token's row read once (its top_k copies hit the cache), each route's row
+    // written once.
+    if (!combine_) return {static_cast<double>(s_.tokens) * h * 2.0 + rows * h * 2.0, 0.0};
     return {rows * h * 2.0 + static_cast<double>(s_.tokens) * h * 4.0, rows * h * 2.0};
   }
 
