@@ -58,12 +58,16 @@ struct Plan {
   size_t smem_bytes = 0;
 };
 
-Plan MakePlan(const MlaDecodeShape& s, int32_t batch, int32_t max_length) {
+Plan MakePlan(const MlaDecodeShape& s, int32_t batch, int32_t max_length,
+              MlaDecodeVariant variant) {
+  const bool v2 = variant == MlaDecodeVariant::kTensorCoreV2;
   Plan p;
   p.head_tiles = static_cast<int32_t>(CeilDiv(s.num_heads, kHeadTile));
   const int64_t tiles_max = CeilDiv(max_length, kPosTile);
   const int64_t units = static_cast<int64_t>(batch) * p.head_tiles;
-  const int64_t want = std::clamp<int64_t>(CeilDiv(kTargetBlocks, units), 1, tiles_max);
+  // v2: ~4 blocks per SM (132 SMs) so the last wave's tail, at most one chunk, is shorter.
+  const int64_t target = v2 ? 4 * 132 : kTargetBlocks;
+  const int64_t want = std::clamp<int64_t>(CeilDiv(target, units), 1, tiles_max);
   const int64_t chunk_tiles = std::max<int64_t>(kMinChunkTiles, CeilDiv(tiles_max, want));
   p.splits = static_cast<int32_t>(CeilDiv(tiles_max, chunk_tiles));  // <= want <= kTargetBlocks
   p.chunk = chunk_tiles * kPosTile;
@@ -72,8 +76,9 @@ Plan MakePlan(const MlaDecodeShape& s, int32_t batch, int32_t max_length) {
   p.partial_o_floats = rows * s.kv_lora_rank;
   p.partial_ml_floats = rows * 2;
   const size_t stride = p.padded_row + 8;  // bf16; an odd multiple of 16 B: ldmatrix-safe
-  p.smem_bytes = (kHeadTile + 2 * kPosTile) * stride * 2 + kHeadTile * kScoreStride * 4 +
-                 kHeadTile * kProbStride * 2 + 3 * kHeadTile * 4;
+  p.smem_bytes = v2 ? (kHeadTile + 2 * kPosTile) * stride * 2 + kWarps * 16 * kPosTile * 4
+                    : (kHeadTile + 2 * kPosTile) * stride * 2 + kHeadTile * kScoreStride * 4 +
+                          kHeadTile * kProbStride * 2 + 3 * kHeadTile * 4;
   return p;
 }
 
@@ -415,6 +420,223 @@ __global__ void __launch_bounds__(kThreads, 1) MlaSplitKernel(const SplitParams 
   }
 }
 
+// Version 2 of the split kernel (MlaDecodeVariant::kTensorCoreV2), FlashAttention-2 style: warp w
+// owns heads 16(w / 2).. of the block's 64 and the output columns of every other 16-column group
+// (group = w % 2 + 2j), so the two warps of a head group ("partners") share one softmax:
+//   S partial[16 x 32] = Q[16 x k-half] K^T    warp half w % 2 takes k-steps [0, mid) or [mid, end)
+//   partners swap partials through shared memory (a 64-thread named barrier), each adds both in
+//   the same order-independent way (a + b == b + a), so both hold bit-identical S, max and sum
+//   online softmax in registers (4 lanes per head row, quad shuffles)
+//   P stays in registers: the S accumulator fragment of m16n8k16 is the A fragment of the next
+//   O[16 x 256] += P[16 x 32] V[32 x 256]   (V straight from the staged rows, ldmatrix.trans)
+// One __syncthreads per 32-row step (the stage barrier) instead of three; score and probability
+// tiles never go through shared memory. Partners sit on different SM sub-partitions (warp % 4), so
+// the two warps sharing a sub-partition belong to different pairs: they drift apart within a step
+// and one's softmax overlaps the other's mma.
+constexpr int kV2PartFloats = 16 * kPosTile;  // one warp's partial S, in fragment order
+
+__device__ __forceinline__ void NamedBarrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+__global__ void __launch_bounds__(kThreads, 1) MlaSplitKernelV2(const SplitParams p) {
+  const int split = blockIdx.x;
+  const int head0 = blockIdx.y * kHeadTile;
+  const int b = blockIdx.z;
+  const int64_t length = p.length[b];
+  const int64_t begin = split * p.chunk;
+  if (begin >= length) return;  // an empty chunk: the combine kernel never reads it
+  const int64_t end = min(length, begin + p.chunk);
+  const int tiles = static_cast<int>((end - begin + kPosTile - 1) / kPosTile);
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int ls = p.padded_row + 8;  // row stride in bf16
+  uint16_t* s_q = reinterpret_cast<uint16_t*>(smem);
+  uint16_t* s_k = s_q + kHeadTile * ls;                               // two stages of kPosTile rows
+  float* s_part = reinterpret_cast<float*>(s_k + 2 * kPosTile * ls);  // [warp][16][32 lanes]
+
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int lane = tid % 32;
+  const int hg = warp / 2;    // head group: heads 16 hg.. of the tile
+  const int half = warp % 2;  // k-half of the scores; output groups half, half + 2, ...
+  const int partner = warp ^ 1;
+  const int chunks = p.padded_row / 8;
+  const int real_chunks = p.row / 8;
+  const uint16_t* rows = p.cache + (p.row_start[b] + begin) * p.row;
+
+  for (int i = tid; i < kHeadTile * chunks; i += kThreads) {
+    const int r = i / chunks;
+    const int c = i % chunks;
+    const int h = head0 + r;
+    const bool valid = h < p.heads && c < real_chunks;
+    const uint16_t* src =
+        valid ? p.q + (static_cast<int64_t>(b) * p.heads + h) * p.row + c * 8 : p.q;
+    CopyAsync16(SmemAddress(s_q + r * ls + c * 8), src, valid);
+  }
+  auto load_tile = [&](int t, int stage) {
+    uint16_t* dst = s_k + stage * kPosTile * ls;
+    const int64_t first = static_cast<int64_t>(t) * kPosTile;
+    for (int i = tid; i < kPosTile * chunks; i += kThreads) {
+      const int r = i / chunks;
+      const int c = i % chunks;
+      const bool valid = begin + first + r < end && c < real_chunks;
+      const uint16_t* src = valid ? rows + (first + r) * p.row + c * 8 : p.cache;
+      CopyAsync16(SmemAddress(dst + r * ls + c * 8), src, valid);
+    }
+  };
+  load_tile(0, 0);
+  CopyAsyncCommit();
+
+  const int groups = (p.rank + 15) / 16;
+  const int g = lane / 4;
+  const int tq = lane % 4;
+  const int k_steps = p.padded_row / 16;
+  const int k_mid = k_steps / 2;
+  const int ks_begin = half == 0 ? 0 : k_mid;
+  const int ks_end = half == 0 ? k_mid : k_steps;
+  // A (queries): rows 16 hg + lane % 16, k offset (lane / 16) * 8. B (rows): x4 covers 16 rows
+  // x 16 k as [rows 0-7 k 0-7 | rows 0-7 k 8-15 | rows 8-15 k 0-7 | rows 8-15 k 8-15].
+  const uint32_t a_address =
+      SmemAddress(s_q + (16 * hg + lane % 16) * ls + (lane / 16) * 8) + ks_begin * 32;
+  const int b_row = (lane / 16) * 8 + lane % 8;
+  const int b_col = ((lane / 8) % 2) * 8;
+  float* my_part = s_part + warp * kV2PartFloats + lane;
+  const float* partner_part = s_part + partner * kV2PartFloats + lane;
+
+  float o[16][2][4] = {};                     // [group slot j: group half + 2j][n8 half][fragment]
+  float row_max[2] = {-INFINITY, -INFINITY};  // heads g, g + 8 (base 2, scaled)
+  float row_sum[2] = {0.0f, 0.0f};            // this lane's share; quad-summed at the end
+
+  for (int t = 0; t < tiles; ++t) {
+    const int stage = t & 1;
+    CopyAsyncWait<0>();
+    __syncthreads();  // tile t is in; every warp is done with step t - 1 (stage ^ 1, s_part)
+    if (t + 1 < tiles) {
+      load_tile(t + 1, stage ^ 1);
+      CopyAsyncCommit();
+    }
+    const uint16_t* k = s_k + stage * kPosTile * ls;
+    const uint32_t b_address = SmemAddress(k + b_row * ls + b_col) + ks_begin * 32;
+
+    float acc[4][4] = {};  // [n8 tile: rows 8 nt..][fragment]
+#pragma unroll 2
+    for (int ks = 0; ks < ks_end - ks_begin; ++ks) {
+      uint32_t a[4];
+      uint32_t b0[4];
+      uint32_t b1[4];
+      LoadMatrixX4(a_address + ks * 32, a);
+      LoadMatrixX4(b_address + ks * 32, b0);
+      LoadMatrixX4(b_address + 16 * ls * 2 + ks * 32, b1);
+      Mma(acc[0], a, b0[0], b0[1]);
+      Mma(acc[1], a, b0[2], b0[3]);
+      Mma(acc[2], a, b1[0], b1[1]);
+      Mma(acc[3], a, b1[2], b1[3]);
+    }
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) my_part[(4 * nt + e) * 32] = acc[nt][e];
+    }
+    NamedBarrier(1 + hg, 64);
+    const int64_t tile_first = begin + static_cast<int64_t>(t) * kPosTile;
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int col = 8 * nt + 2 * tq + (e % 2);
+        const float v = (acc[nt][e] + partner_part[(4 * nt + e) * 32]) * p.scale_log2;
+        acc[nt][e] = tile_first + col < end ? v : -INFINITY;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], acc[nt][e]);
+      }
+    }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);  // finite: a tile has a valid row
+      alpha[r] = exp2f(row_max[r] - new_max);                // 0 on the first tile
+      row_max[r] = new_max;
+      row_sum[r] *= alpha[r];
+    }
+    // Probabilities rounded to bf16 once; the sum adds the rounded values the mma multiplies.
+    uint32_t pa[2][4];  // A fragments for k-steps of 16 rows
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const __nv_bfloat162 lo =
+          __floats2bfloat162_rn(exp2f(acc[nt][0] - row_max[0]), exp2f(acc[nt][1] - row_max[0]));
+      const __nv_bfloat162 hi =
+          __floats2bfloat162_rn(exp2f(acc[nt][2] - row_max[1]), exp2f(acc[nt][3] - row_max[1]));
+      row_sum[0] += __low2float(lo) + __high2float(lo);
+      row_sum[1] += __low2float(hi) + __high2float(hi);
+      // a0: (g, k 0-7), a1: (g + 8, k 0-7), a2: (g, k 8-15), a3: (g + 8, k 8-15)
+      pa[nt / 2][(nt % 2) * 2 + 0] = *reinterpret_cast<const uint32_t*>(&lo);
+      pa[nt / 2][(nt % 2) * 2 + 1] = *reinterpret_cast<const uint32_t*>(&hi);
+    }
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        o[j][nt][0] *= alpha[0];
+        o[j][nt][1] *= alpha[0];
+        o[j][nt][2] *= alpha[1];
+        o[j][nt][3] *= alpha[1];
+      }
+    }
+    const uint32_t v_address = SmemAddress(k + (lane % 16) * ls + (lane / 16) * 8);
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int group = half + 2 * j;
+      if (group < groups) {
+#pragma unroll
+        for (int ks = 0; ks < kPosTile / 16; ++ks) {
+          uint32_t bv[4];
+          LoadMatrixX4Trans(v_address + (16 * ks * ls + 16 * group) * 2, bv);
+          Mma(o[j][0], pa[ks], bv[0], bv[1]);
+          Mma(o[j][1], pa[ks], bv[2], bv[3]);
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
+  const int64_t out_row0 = (static_cast<int64_t>(b) * p.splits + split) * p.heads;
+  float* partial_o = p.partial_o + out_row0 * p.rank;
+#pragma unroll
+  for (int j = 0; j < 16; ++j) {
+    const int group = half + 2 * j;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int h = head0 + 16 * hg + g + 8 * r;
+        const int col = 16 * group + 8 * nt + 2 * tq;  // even, and rank is: col + 1 < rank
+        if (group < groups && h < p.heads && col < p.rank) {
+          *reinterpret_cast<float2*>(partial_o + static_cast<int64_t>(h) * p.rank + col) =
+              make_float2(o[j][nt][2 * r], o[j][nt][2 * r + 1]);
+        }
+      }
+    }
+  }
+  if (half == 0 && tq == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int h = head0 + 16 * hg + g + 8 * r;
+      if (h < p.heads) {
+        float* ml = p.partial_ml + (out_row0 + h) * 2;
+        ml[0] = row_max[r];
+        ml[1] = row_sum[r];
+      }
+    }
+  }
+}
+
 // out[b, h] = sum_s 2^(m_s - M) O_s / sum_s 2^(m_s - M) l_s over the chunks sequence b filled.
 __global__ void MlaCombineKernel(const float* partial_o, const float* partial_ml,
                                  const int32_t* length, float* out, int32_t heads, int32_t rank,
@@ -509,16 +731,17 @@ __global__ void __launch_bounds__(kF32Threads)
 
 }  // namespace
 
-size_t MlaDecodeWorkspaceBytes(const MlaDecodeShape& shape, int32_t batch, int32_t max_length) {
+size_t MlaDecodeWorkspaceBytes(const MlaDecodeShape& shape, int32_t batch, int32_t max_length,
+                               MlaDecodeVariant variant) {
   if (!CheckShape("MlaDecodeWorkspaceBytes", shape, batch, true).ok() || max_length < 1) return 0;
-  const Plan plan = MakePlan(shape, batch, max_length);
+  const Plan plan = MakePlan(shape, batch, max_length, variant);
   return AlignUp(plan.partial_o_floats * sizeof(float)) +
          AlignUp(plan.partial_ml_floats * sizeof(float));
 }
 
 Status MlaDecode(const MlaDecodeShape& shape, const uint16_t* q, const uint16_t* cache,
                  const int64_t* row_start, const int32_t* length, int32_t batch, int32_t max_length,
-                 void* workspace, float* out, Stream stream) {
+                 void* workspace, float* out, Stream stream, MlaDecodeVariant variant) {
   constexpr const char* kOp = "MlaDecode";
   KUBEMOE_RETURN_IF_ERROR(CheckShape(kOp, shape, batch, true));
   if (max_length < 1) {
@@ -532,7 +755,10 @@ Status MlaDecode(const MlaDecodeShape& shape, const uint16_t* q, const uint16_t*
   KUBEMOE_RETURN_IF_ERROR(CheckPointer(kOp, "workspace", workspace, 16));
   KUBEMOE_RETURN_IF_ERROR(CheckPointer(kOp, "out", out, alignof(float)));
 
-  const Plan plan = MakePlan(shape, batch, max_length);
+  if (variant != MlaDecodeVariant::kTensorCore && variant != MlaDecodeVariant::kTensorCoreV2) {
+    return InvalidArgument(std::string(kOp) + ": unknown variant");
+  }
+  const Plan plan = MakePlan(shape, batch, max_length, variant);
   SplitParams p;
   p.q = q;
   p.cache = cache;
@@ -549,18 +775,24 @@ Status MlaDecode(const MlaDecodeShape& shape, const uint16_t* q, const uint16_t*
   p.chunk = plan.chunk;
   p.scale_log2 = shape.softmax_scale * kLog2e;
 
-  // Over 48 KB of dynamic shared memory needs the opt-in (164,608 B at 512 + 64: fits sm_80's
-  // 166,912 and sm_90's 232,448).
-  const cudaError_t attribute =
-      cudaFuncSetAttribute(MlaSplitKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           static_cast<int>(plan.smem_bytes));
+  // Over 48 KB of dynamic shared memory needs the opt-in (164,608 B at 512 + 64, v2 165,888:
+  // both fit sm_80's 166,912 and sm_90's 232,448).
+  const bool v2 = variant == MlaDecodeVariant::kTensorCoreV2;
+  const void* kernel = v2 ? reinterpret_cast<const void*>(MlaSplitKernelV2)
+                          : reinterpret_cast<const void*>(MlaSplitKernel);
+  const cudaError_t attribute = cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(plan.smem_bytes));
   if (attribute != cudaSuccess) {
     return Internal(std::string(kOp) + ": cannot give the split kernel " +
                     std::to_string(plan.smem_bytes) +
                     " bytes of shared memory: " + cudaGetErrorString(attribute));
   }
   const dim3 split_grid(plan.splits, plan.head_tiles, batch);
-  MlaSplitKernel<<<split_grid, kThreads, plan.smem_bytes, stream>>>(p);
+  if (v2) {
+    MlaSplitKernelV2<<<split_grid, kThreads, plan.smem_bytes, stream>>>(p);
+  } else {
+    MlaSplitKernel<<<split_grid, kThreads, plan.smem_bytes, stream>>>(p);
+  }
   KUBEMOE_RETURN_IF_ERROR(LastLaunchError("MlaDecode split kernel"));
   const dim3 combine_grid(shape.num_heads, batch);
   MlaCombineKernel<<<combine_grid, 128, 0, stream>>>(p.partial_o, p.partial_ml, length, out,

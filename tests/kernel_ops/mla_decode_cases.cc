@@ -3,8 +3,10 @@
 // rows [c_kv | k_pe]. The reference runs in float64 on the bf16 inputs; the cpu row is the
 // engine's own cpu::Attention on f32 copies of them, as engine/mla.cc calls it for decode.
 //
-// Two CUDA variants per test shape: "tensor_core" (MlaDecode, the fast one) and "f32"
-// (MlaDecodeF32, f32 on CUDA cores), so a device run shows which one is wrong if they disagree.
+// Three CUDA variants per test shape: "tensor_core" (MlaDecode's first split kernel), "tc_v2"
+// (MlaDecodeVariant::kTensorCoreV2, probabilities kept in registers) and "f32" (MlaDecodeF32, f32
+// on CUDA cores), so a device run shows which one is wrong if they disagree. The bench shapes
+// time both tensor-core variants side by side.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -26,13 +28,14 @@ namespace {
 
 // Bounds on ||out - ref|| / ||ref||. The tensor-core kernel rounds the softmax probabilities to
 // bf16 before P V (up to 2^-9 relative per weight); a host emulation of the kernel's fragments
-// on these test shapes gave 0.7e-4 .. 3.7e-4, so 4e-3 keeps a 10x margin while a row dropped or
-// doubled in each sequence (~1/sqrt(length) relative) or a wrong rescale lands above it.
+// on these test shapes gave 0.7e-4 .. 3.7e-4 (tc_v2's: 1.4e-4 .. 3.7e-4), so 4e-3 keeps a 10x
+// margin while a row dropped or doubled in each sequence (~1/sqrt(length) relative) or a wrong
+// rescale lands above it.
 // The f32 paths (CUDA cores, cpu::Attention) only reorder f32 sums over <= ~10^4 terms: ~1e-7.
 constexpr double kTensorCoreBound = 4e-3;
 constexpr double kF32Bound = 1e-5;
 
-enum class Kernel { kTensorCore, kF32 };
+enum class Kernel { kTensorCore, kTensorCoreV2, kF32 };
 
 #ifdef KUBEMOE_HAVE_CUDA
 template <typename T>
@@ -72,8 +75,10 @@ class MlaDecodeCase final : public OpCase {
   }
 
   std::string Name() const override {
-    return std::string("mla_decode/") + (kernel_ == Kernel::kTensorCore ? "tensor_core" : "f32") +
-           "/" + shape_.label;
+    const char* kernel = kernel_ == Kernel::kTensorCore     ? "tensor_core"
+                         : kernel_ == Kernel::kTensorCoreV2 ? "tc_v2"
+                                                            : "f32";
+    return std::string("mla_decode/") + kernel + "/" + shape_.label;
   }
 
   void Draw(Rng& rng) override {
@@ -143,9 +148,9 @@ class MlaDecodeCase final : public OpCase {
     const size_t out_bytes =
         static_cast<size_t>(shape_.batch) * shape_.heads * shape_.rank * sizeof(float);
     KUBEMOE_RETURN_IF_ERROR(Poisoned(out_bytes, out_d_));
-    if (kernel_ == Kernel::kTensorCore) {
+    if (kernel_ != Kernel::kF32) {
       const size_t bytes =
-          cuda::MlaDecodeWorkspaceBytes(KernelShape(), shape_.batch, shape_.max_length);
+          cuda::MlaDecodeWorkspaceBytes(KernelShape(), shape_.batch, shape_.max_length, Variant());
       if (bytes == 0) return InvalidArgument(Name() + ": shape rejected by MlaDecode");
       // Poisoned too: a combine that read a chunk the split kernel never wrote shows as NaN.
       KUBEMOE_RETURN_IF_ERROR(Poisoned(bytes, workspace_d_));
@@ -154,10 +159,11 @@ class MlaDecodeCase final : public OpCase {
   }
 
   Status CudaLaunch(CUstream_st* stream) override {
-    if (kernel_ == Kernel::kTensorCore) {
+    if (kernel_ != Kernel::kF32) {
       return cuda::MlaDecode(KernelShape(), q_d_.as<uint16_t>(), cache_d_.as<uint16_t>(),
                              row_start_d_.as<int64_t>(), length_d_.as<int32_t>(), shape_.batch,
-                             shape_.max_length, workspace_d_.data(), out_d_.as<float>(), stream);
+                             shape_.max_length, workspace_d_.data(), out_d_.as<float>(), stream,
+                             Variant());
     }
     return cuda::MlaDecodeF32(KernelShape(), q_d_.as<uint16_t>(), cache_d_.as<uint16_t>(),
                               row_start_d_.as<int64_t>(), length_d_.as<int32_t>(), shape_.batch,
@@ -187,9 +193,13 @@ class MlaDecodeCase final : public OpCase {
   }
 
  private:
-  double Bound() const { return kernel_ == Kernel::kTensorCore ? kTensorCoreBound : kF32Bound; }
+  double Bound() const { return kernel_ == Kernel::kF32 ? kF32Bound : kTensorCoreBound; }
 
 #ifdef KUBEMOE_HAVE_CUDA
+  cuda::MlaDecodeVariant Variant() const {
+    return kernel_ == Kernel::kTensorCoreV2 ? cuda::MlaDecodeVariant::kTensorCoreV2
+                                            : cuda::MlaDecodeVariant::kTensorCore;
+  }
   cuda::MlaDecodeShape KernelShape() const {
     cuda::MlaDecodeShape s;
     s.num_heads = shape_.heads;
@@ -275,6 +285,7 @@ void AddMlaDecodeCases(Scale scale, CaseList& cases) {
   }
   for (const Shape& shape : shapes) {
     cases.push_back(std::make_unique<MlaDecodeCase>(Kernel::kTensorCore, shape));
+    cases.push_back(std::make_unique<MlaDecodeCase>(Kernel::kTensorCoreV2, shape));
     // The f32 kernel re-reads every row once per head: a cross-check, timed only at test sizes.
     if (scale == Scale::kTest)
       cases.push_back(std::make_unique<MlaDecodeCase>(Kernel::kF32, shape));
