@@ -165,6 +165,68 @@ __global__ void FillPointersKernel(const PointerFill p) {
   p.d_c[a] = p.out + row * p.hidden;
 }
 
+// kBucketed's row copies for a chunk of experts, tables passed by value (about 3 KB, under the
+// 4 KB parameter limit): expert i's rows[i] rows from src row src_row[i] to dst row dst_row[i],
+// rows of row_units units of T. blockIdx.y is the expert, blockIdx.x strides over its elements.
+struct RowCopy {
+  const void* src;
+  void* dst;
+  int64_t row_units;
+  int32_t count;
+  int32_t src_row[kFillChunk];
+  int32_t dst_row[kFillChunk];
+  int32_t rows[kFillChunk];
+};
+
+template <typename T>
+__global__ void CopyRowsKernel(const RowCopy p) {
+  const int i = blockIdx.y;
+  if (i >= p.count) return;
+  const T* src = static_cast<const T*>(p.src) + p.src_row[i] * p.row_units;
+  T* dst = static_cast<T*>(p.dst) + p.dst_row[i] * p.row_units;
+  const int64_t n = p.rows[i] * p.row_units;
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < n;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    dst[j] = src[j];
+  }
+}
+
+// Copies each expert a's rows[a] rows of row_elems bf16 from src row src_rows[a] to dst row
+// dst_rows[a]: 16-byte vectors when the rows allow (row_elems % 8 == 0, both bases 16-byte
+// aligned), single elements otherwise. REQUIRES: every row index and count fits int32.
+Status CopyRows(const uint16_t* src, uint16_t* dst, int64_t row_elems,
+                const std::vector<int64_t>& src_rows, const std::vector<int64_t>& dst_rows,
+                const std::vector<int32_t>& rows, Stream stream) {
+  const bool vector = row_elems % 8 == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(dst) % 16 == 0;
+  RowCopy copy{};
+  copy.src = src;
+  copy.dst = dst;
+  copy.row_units = vector ? row_elems / 8 : row_elems;
+  const int32_t experts = static_cast<int32_t>(rows.size());
+  for (int32_t first = 0; first < experts; first += kFillChunk) {
+    copy.count = std::min(kFillChunk, experts - first);
+    int64_t most = 0;
+    for (int32_t i = 0; i < copy.count; ++i) {
+      copy.src_row[i] = static_cast<int32_t>(src_rows[first + i]);
+      copy.dst_row[i] = static_cast<int32_t>(dst_rows[first + i]);
+      copy.rows[i] = rows[first + i];
+      most = std::max<int64_t>(most, rows[first + i]);
+    }
+    // About 4 units per thread for the largest expert of the chunk.
+    const int64_t blocks = (most * copy.row_units + 4 * kThreads - 1) / (4 * kThreads);
+    const dim3 grid(static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 4096)),
+                    static_cast<unsigned>(copy.count));
+    if (vector) {
+      CopyRowsKernel<uint4><<<grid, kThreads, 0, stream>>>(copy);
+    } else {
+      CopyRowsKernel<uint16_t><<<grid, kThreads, 0, stream>>>(copy);
+    }
+    KUBEMOE_RETURN_IF_ERROR(LastLaunchError("grouped FFN row-copy kernel"));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 StatusOr<GroupedExpertFfn> GroupedExpertFfn::Create(int64_t max_rows, int32_t hidden,
@@ -174,8 +236,10 @@ StatusOr<GroupedExpertFfn> GroupedExpertFfn::Create(int64_t max_rows, int32_t hi
                            ") must be in [1, 2^31), hidden (" + std::to_string(hidden) +
                            ") and intermediate (" + std::to_string(intermediate) + ") positive");
   }
-  if (path == ExpertGemmPath::kGrouped && (hidden % 2 != 0 || intermediate % 2 != 0)) {
-    return InvalidArgument("GroupedExpertFfn: the grouped cuBLAS path needs even hidden (" +
+  const bool needs_even = path == ExpertGemmPath::kGrouped || path == ExpertGemmPath::kBucketed ||
+                          path == ExpertGemmPath::kBucketedBatched;
+  if (needs_even && (hidden % 2 != 0 || intermediate % 2 != 0)) {
+    return InvalidArgument("GroupedExpertFfn: the grouped cuBLAS paths need even hidden (" +
                            std::to_string(hidden) + ") and intermediate (" +
                            std::to_string(intermediate) + ") sizes; use kPerExpert");
   }
@@ -191,12 +255,15 @@ StatusOr<GroupedExpertFfn> GroupedExpertFfn::Create(int64_t max_rows, int32_t hi
   StatusOr<DeviceBuffer> workspace = DeviceBuffer::Allocate(kWorkspaceBytes);
   if (!workspace.ok()) return workspace.status();
   ffn.workspace_ = std::move(*workspace);
-  StatusOr<DeviceBuffer> gate = DeviceBuffer::Allocate(scratch_bytes);
-  if (!gate.ok()) return gate.status();
-  ffn.gate_ = std::move(*gate);
-  StatusOr<DeviceBuffer> up = DeviceBuffer::Allocate(scratch_bytes);
-  if (!up.ok()) return up.status();
-  ffn.up_ = std::move(*up);
+  // The bucketed paths size their gate and up scratch to the padded layout on first use.
+  if (path != ExpertGemmPath::kBucketed && path != ExpertGemmPath::kBucketedBatched) {
+    StatusOr<DeviceBuffer> gate = DeviceBuffer::Allocate(scratch_bytes);
+    if (!gate.ok()) return gate.status();
+    ffn.gate_ = std::move(*gate);
+    StatusOr<DeviceBuffer> up = DeviceBuffer::Allocate(scratch_bytes);
+    if (!up.ok()) return up.status();
+    ffn.up_ = std::move(*up);
+  }
   if (path == ExpertGemmPath::kMultiStream) {
     for (int s = 0; s < kExpertStreams; ++s) {
       cudaStream_t side = nullptr;
@@ -243,6 +310,10 @@ GroupedExpertFfn& GroupedExpertFfn::operator=(GroupedExpertFfn&& other) noexcept
     active_rows_ = std::move(other.active_rows_);
     group_rows_ = std::move(other.group_rows_);
     group_experts_ = std::move(other.group_experts_);
+    padded_x_ = std::move(other.padded_x_);
+    padded_capacity_ = std::exchange(other.padded_capacity_, 0);
+    padded_starts_ = std::move(other.padded_starts_);
+    padded_rows_ = std::move(other.padded_rows_);
     streams_ = std::exchange(other.streams_, {});
     stream_handles_ = std::exchange(other.stream_handles_, {});
     stream_workspaces_ = std::exchange(other.stream_workspaces_, {});
@@ -311,6 +382,9 @@ Status GroupedExpertFfn::Run(const ExpertWeightsBf16& w, const uint16_t* x, cons
   switch (path_) {
     case ExpertGemmPath::kGrouped:
       return RunGrouped(w, x, out, stream);
+    case ExpertGemmPath::kBucketed:
+    case ExpertGemmPath::kBucketedBatched:
+      return RunBucketed(w, x, out, stream);
     case ExpertGemmPath::kPerExpert:
       return RunPerExpert(w, x, out, stream);
     case ExpertGemmPath::kMultiStream:
@@ -410,7 +484,69 @@ Status GroupedExpertFfn::RunMultiStream(const ExpertWeightsBf16& w, const uint16
 
 Status GroupedExpertFfn::RunGrouped(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
                                     Stream stream) {
-  const int32_t active = static_cast<int32_t>(active_experts_.size());
+  int64_t rows = 0;
+  for (int32_t r : active_rows_) rows += r;
+  return RunProducts(w, x, out, active_starts_, active_rows_, rows, /*per_group_batched=*/false,
+                     stream);
+}
+
+Status GroupedExpertFfn::RunBucketed(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
+                                     Stream stream) {
+  // The padded layout: active experts in their (ascending row count) order, each at a multiple
+  // of kBucketRows rows, its count rounded up to one, so equal padded counts are adjacent.
+  const size_t active = active_experts_.size();
+  padded_starts_.resize(active);
+  padded_rows_.resize(active);
+  int64_t padded = 0;
+  for (size_t a = 0; a < active; ++a) {
+    const int64_t rounded =
+        (int64_t{active_rows_[a]} + kBucketRows - 1) / kBucketRows * kBucketRows;
+    padded_starts_[a] = padded;
+    padded_rows_[a] = static_cast<int32_t>(std::min<int64_t>(rounded, INT_MAX));
+    padded += rounded;
+  }
+  if (padded > INT_MAX) {
+    return InvalidArgument("GroupedExpertFfn::Run: " + std::to_string(padded) +
+                           " padded rows exceed the bucketed path's 32-bit row indices");
+  }
+  if (padded_capacity_ < padded) {
+    // Grown with a little slack so nearby layouts reuse it. The padding rows start as zeros (and
+    // later hold rows of earlier calls): finite inputs whose outputs are never read.
+    const int64_t capacity = std::min<int64_t>(
+        INT_MAX, (padded + padded / 8 + kBucketRows - 1) / kBucketRows * kBucketRows);
+    padded_x_ = DeviceBuffer();
+    gate_ = DeviceBuffer();
+    up_ = DeviceBuffer();
+    padded_capacity_ = 0;
+    const size_t x_bytes = static_cast<size_t>(capacity) * hidden_ * sizeof(uint16_t);
+    const size_t inter_bytes = static_cast<size_t>(capacity) * intermediate_ * sizeof(uint16_t);
+    StatusOr<DeviceBuffer> padded_x = DeviceBuffer::Allocate(x_bytes);
+    if (!padded_x.ok()) return padded_x.status();
+    KUBEMOE_RETURN_IF_ERROR(padded_x->Fill(0));
+    StatusOr<DeviceBuffer> gate = DeviceBuffer::Allocate(inter_bytes);
+    if (!gate.ok()) return gate.status();
+    StatusOr<DeviceBuffer> up = DeviceBuffer::Allocate(inter_bytes);
+    if (!up.ok()) return up.status();
+    padded_x_ = std::move(*padded_x);
+    gate_ = std::move(*gate);
+    up_ = std::move(*up);
+    padded_capacity_ = capacity;
+  }
+  uint16_t* padded_x = padded_x_.as<uint16_t>();
+  KUBEMOE_RETURN_IF_ERROR(
+      CopyRows(x, padded_x, hidden_, active_starts_, padded_starts_, active_rows_, stream));
+  // The down products overwrite the padded rows in place (the gate and up products have read
+  // them by then: one stream).
+  KUBEMOE_RETURN_IF_ERROR(RunProducts(w, padded_x, padded_x, padded_starts_, padded_rows_, padded,
+                                      path_ == ExpertGemmPath::kBucketedBatched, stream));
+  return CopyRows(padded_x, out, hidden_, padded_starts_, active_starts_, active_rows_, stream);
+}
+
+Status GroupedExpertFfn::RunProducts(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
+                                     const std::vector<int64_t>& starts,
+                                     const std::vector<int32_t>& rows, int64_t total_rows,
+                                     bool per_group_batched, Stream stream) {
+  const int32_t active = static_cast<int32_t>(rows.size());
   // Pointer arrays: 2 per active expert for each of A, B, C of the gate/up call, 1 each for the
   // down call. Sized for every expert of the layer on first use, so later calls allocate nothing.
   if (pointer_experts_ < active) {
@@ -443,50 +579,90 @@ Status GroupedExpertFfn::RunGrouped(const ExpertWeightsBf16& w, const uint16_t* 
     fill.count = std::min(kFillChunk, active - first);
     for (int32_t i = 0; i < fill.count; ++i) {
       fill.expert[i] = active_experts_[first + i];
-      fill.start[i] = active_starts_[first + i];
+      fill.start[i] = starts[first + i];
     }
     FillPointersKernel<<<1, kFillChunk, 0, stream>>>(fill);
     KUBEMOE_RETURN_IF_ERROR(LastLaunchError("grouped FFN pointer-array kernel"));
   }
 
-  // Groups: runs of experts with equal row counts (active_experts_ is sorted by row count).
+  // Groups: runs of experts with equal row counts (rows is sorted ascending).
   group_rows_.clear();
   group_experts_.clear();
   for (int32_t a = 0; a < active; ++a) {
-    if (group_rows_.empty() || group_rows_.back() != active_rows_[a]) {
-      group_rows_.push_back(active_rows_[a]);
+    if (group_rows_.empty() || group_rows_.back() != rows[a]) {
+      group_rows_.push_back(rows[a]);
       group_experts_.push_back(0);
     }
     ++group_experts_.back();
   }
   const size_t groups = group_rows_.size();
+  const float one = 1.0f;
+  const float zero = 0.0f;
+
+  if (per_group_batched) {
+    // Group g's experts are active indices [first, first + group_experts_[g]): gate/up problems
+    // [2 first, 2 (first + count)) and down problems [first, first + count) of the arrays.
+    int32_t first = 0;
+    for (size_t g = 0; g < groups; ++g) {
+      const int32_t count = group_experts_[g];
+      KUBEMOE_RETURN_IF_ERROR(FromCublas(
+          cublasGemmBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, intermediate_, group_rows_[g],
+                              hidden_, &one, fill.gu_a + 2 * first, CUDA_R_16BF, hidden_,
+                              fill.gu_b + 2 * first, CUDA_R_16BF, hidden_, &zero,
+                              fill.gu_c + 2 * first, CUDA_R_16BF, intermediate_, 2 * count,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "GroupedExpertFfn: cublasGemmBatchedEx (gate and up, " + std::to_string(count) +
+              " experts of " + std::to_string(group_rows_[g]) + " rows)"));
+      first += count;
+    }
+  } else {
+    const std::vector<cublasOperation_t> trans_a(groups, CUBLAS_OP_T);
+    const std::vector<cublasOperation_t> trans_b(groups, CUBLAS_OP_N);
+    const std::vector<float> alpha(groups, 1.0f);
+    const std::vector<float> beta(groups, 0.0f);
+    const std::vector<int> hidden(groups, hidden_);
+    const std::vector<int> intermediate(groups, intermediate_);
+    std::vector<int> gate_up_sizes(groups);
+    for (size_t g = 0; g < groups; ++g) gate_up_sizes[g] = 2 * group_experts_[g];
+
+    // Gate and up, row-major G_e [r x I] = x_e [r x H] * W_e [I x H]^T (see LinearBf16): cuBLAS
+    // m = I, n = r, k = H, A = W_e (ld H, transposed), B = x_e (ld H), C = G_e (ld I).
+    KUBEMOE_RETURN_IF_ERROR(FromCublas(
+        cublasGemmGroupedBatchedEx(
+            handle_, trans_a.data(), trans_b.data(), intermediate.data(), group_rows_.data(),
+            hidden.data(), alpha.data(), fill.gu_a, CUDA_R_16BF, hidden.data(), fill.gu_b,
+            CUDA_R_16BF, hidden.data(), beta.data(), fill.gu_c, CUDA_R_16BF, intermediate.data(),
+            static_cast<int>(groups), gate_up_sizes.data(), CUBLAS_COMPUTE_32F),
+        "GroupedExpertFfn: cublasGemmGroupedBatchedEx (gate and up, " + std::to_string(active) +
+            " experts in " + std::to_string(groups) + " groups)"));
+  }
+
+  KUBEMOE_RETURN_IF_ERROR(SiluMulBf16(gate_.as<uint16_t>(), up_.as<uint16_t>(),
+                                      static_cast<size_t>(total_rows) * intermediate_, stream));
+
+  // Down, out_e [r x H] = act_e [r x I] * D_e [H x I]^T: m = H, n = r, k = I, A = D_e (ld I,
+  // transposed), B = act_e (ld I), C = out_e (ld H).
+  if (per_group_batched) {
+    int32_t first = 0;
+    for (size_t g = 0; g < groups; ++g) {
+      const int32_t count = group_experts_[g];
+      KUBEMOE_RETURN_IF_ERROR(FromCublas(
+          cublasGemmBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, hidden_, group_rows_[g],
+                              intermediate_, &one, fill.d_a + first, CUDA_R_16BF, intermediate_,
+                              fill.d_b + first, CUDA_R_16BF, intermediate_, &zero, fill.d_c + first,
+                              CUDA_R_16BF, hidden_, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "GroupedExpertFfn: cublasGemmBatchedEx (down, " + std::to_string(count) + " experts of " +
+              std::to_string(group_rows_[g]) + " rows)"));
+      first += count;
+    }
+    return Status::Ok();
+  }
   const std::vector<cublasOperation_t> trans_a(groups, CUBLAS_OP_T);
   const std::vector<cublasOperation_t> trans_b(groups, CUBLAS_OP_N);
   const std::vector<float> alpha(groups, 1.0f);
   const std::vector<float> beta(groups, 0.0f);
   const std::vector<int> hidden(groups, hidden_);
   const std::vector<int> intermediate(groups, intermediate_);
-  std::vector<int> gate_up_sizes(groups);
-  for (size_t g = 0; g < groups; ++g) gate_up_sizes[g] = 2 * group_experts_[g];
-
-  // Gate and up, row-major G_e [r x I] = x_e [r x H] * W_e [I x H]^T (see LinearBf16): cuBLAS
-  // m = I, n = r, k = H, A = W_e (ld H, transposed), B = x_e (ld H), C = G_e (ld I).
-  KUBEMOE_RETURN_IF_ERROR(FromCublas(
-      cublasGemmGroupedBatchedEx(
-          handle_, trans_a.data(), trans_b.data(), intermediate.data(), group_rows_.data(),
-          hidden.data(), alpha.data(), fill.gu_a, CUDA_R_16BF, hidden.data(), fill.gu_b,
-          CUDA_R_16BF, hidden.data(), beta.data(), fill.gu_c, CUDA_R_16BF, intermediate.data(),
-          static_cast<int>(groups), gate_up_sizes.data(), CUBLAS_COMPUTE_32F),
-      "GroupedExpertFfn: cublasGemmGroupedBatchedEx (gate and up, " + std::to_string(active) +
-          " experts in " + std::to_string(groups) + " groups)"));
-
-  int64_t rows = 0;
-  for (int32_t r : active_rows_) rows += r;
-  KUBEMOE_RETURN_IF_ERROR(SiluMulBf16(gate_.as<uint16_t>(), up_.as<uint16_t>(),
-                                      static_cast<size_t>(rows) * intermediate_, stream));
-
-  // Down, out_e [r x H] = act_e [r x I] * D_e [H x I]^T: m = H, n = r, k = I, A = D_e (ld I,
-  // transposed), B = act_e (ld I), C = out_e (ld H).
   KUBEMOE_RETURN_IF_ERROR(FromCublas(
       cublasGemmGroupedBatchedEx(
           handle_, trans_a.data(), trans_b.data(), hidden.data(), group_rows_.data(),

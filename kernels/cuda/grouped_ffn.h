@@ -40,17 +40,33 @@ enum class ExpertGemmPath {
   // loaded), forked from and joined back to the caller's stream: small products run
   // side by side. Any sizes.
   kMultiStream,
+  // For many rows per expert: each expert's rows are copied into a padded scratch at a multiple
+  // of kBucketRows rows and its row count rounded up to one (the padding rows' outputs are
+  // discarded), so the experts fall into a few buckets of equal padded size. One
+  // cublasGemmGroupedBatchedEx call (one group per bucket) for the gate and up products, one for
+  // the down products, then the valid rows are copied back to out. Costs two row copies
+  // (rows x hidden bf16 each way) and up to kBucketRows - 1 padding rows per expert. Needs even
+  // hidden and intermediate sizes, as kGrouped. The padded scratch is allocated by the first
+  // call that needs more than it holds (a synchronizing cudaMalloc: warm up with the largest
+  // layout before capturing a CUDA graph).
+  kBucketed,
+  // As kBucketed, with one cublasGemmBatchedEx per bucket (and product) in place of the grouped
+  // call: cuBLAS's batched kernels for a handful of uniform batches. Even sizes, as kBucketed.
+  kBucketedBatched,
 };
 
 inline constexpr int kExpertStreams = 4;
+// kBucketed: the row granule of the padded layout (a multiple of cuBLAS's row tiles).
+inline constexpr int kBucketRows = 64;
 
 // Owns a cuBLAS handle, its workspace and the scratch for the gate and up products. Move-only.
 // Not thread-safe; calls to Run must be ordered (one stream, or the caller orders them): they
 // share the scratch.
 class GroupedExpertFfn {
  public:
-  // Scratch for up to max_rows rows. InvalidArgument for non-positive sizes or, with kGrouped,
-  // an odd hidden or intermediate size; ResourceExhausted when the device lacks the memory;
+  // Scratch for up to max_rows rows (the bucketed paths size theirs on first use).
+  // InvalidArgument for non-positive sizes or, with kGrouped, kBucketed or kBucketedBatched, an
+  // odd hidden or intermediate size; ResourceExhausted when the device lacks the memory;
   // Internal/Unavailable when cuBLAS cannot start.
   static StatusOr<GroupedExpertFfn> Create(int64_t max_rows, int32_t hidden, int32_t intermediate,
                                            ExpertGemmPath path = ExpertGemmPath::kGrouped);
@@ -85,6 +101,14 @@ class GroupedExpertFfn {
   Status RunPerExpert(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out, Stream stream);
   Status RunMultiStream(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
                         Stream stream);
+  Status RunBucketed(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out, Stream stream);
+  // The grouped products for experts whose rows are [starts[a], starts[a] + rows[a]) of x, the
+  // gate and up scratch and out (rows sorted ascending so equal counts are adjacent; the rows
+  // of all experts cover [0, total_rows) of the scratch): one cuBLAS group per run of equal
+  // counts, in one grouped call per product or (per_group_batched) one batched call per group.
+  Status RunProducts(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
+                     const std::vector<int64_t>& starts, const std::vector<int32_t>& rows,
+                     int64_t total_rows, bool per_group_batched, Stream stream);
   void Release();
 
   cublasContext* handle_ = nullptr;
@@ -103,6 +127,13 @@ class GroupedExpertFfn {
   std::vector<int64_t> active_starts_;
   std::vector<int32_t> active_rows_;
   std::vector<int32_t> group_rows_, group_experts_;
+  // kBucketed: the padded copy of x (then of out) and the gate and up scratch, sized for
+  // padded_capacity_ rows on first use (grown when a call needs more); each active expert's
+  // first padded row and padded row count.
+  DeviceBuffer padded_x_;
+  int64_t padded_capacity_ = 0;
+  std::vector<int64_t> padded_starts_;
+  std::vector<int32_t> padded_rows_;
   // kMultiStream: the internal streams, a cuBLAS handle and workspace bound to each, and events
   // (cudaEvent_t) for the fork (index 0) and each stream's join.
   std::vector<Stream> streams_;

@@ -216,7 +216,7 @@ std::vector<int64_t> CheckedRows(const std::vector<int64_t>& offsets, int64_t li
 }
 
 // cuda::ExpertGemmPath, named here so the case list is the same without CUDA.
-enum class FfnPath { kGrouped, kPerExpert, kMultiStream };
+enum class FfnPath { kGrouped, kPerExpert, kMultiStream, kBucketed, kBucketedBatched };
 
 struct FfnConfig {
   std::string name;
@@ -228,6 +228,24 @@ struct FfnConfig {
   double empty_fraction = 0.0;
   int64_t tokens = 0;
 };
+
+#ifdef KUBEMOE_HAVE_CUDA
+cuda::ExpertGemmPath CudaPath(FfnPath path) {
+  switch (path) {
+    case FfnPath::kGrouped:
+      return cuda::ExpertGemmPath::kGrouped;
+    case FfnPath::kPerExpert:
+      return cuda::ExpertGemmPath::kPerExpert;
+    case FfnPath::kMultiStream:
+      return cuda::ExpertGemmPath::kMultiStream;
+    case FfnPath::kBucketed:
+      return cuda::ExpertGemmPath::kBucketed;
+    case FfnPath::kBucketedBatched:
+      return cuda::ExpertGemmPath::kBucketedBatched;
+  }
+  return cuda::ExpertGemmPath::kGrouped;
+}
+#endif
 
 class GroupedFfnCase : public OpCase {
  public:
@@ -333,10 +351,7 @@ class GroupedFfnCase : public OpCase {
     const int64_t rows = std::max<int64_t>(offsets_.back(), 1);
     if (ffn_ == nullptr || ffn_->max_rows() < rows) {
       StatusOr<cuda::GroupedExpertFfn> ffn = cuda::GroupedExpertFfn::Create(
-          rows, config_.hidden, config_.inter,
-          config_.path == FfnPath::kGrouped     ? cuda::ExpertGemmPath::kGrouped
-          : config_.path == FfnPath::kPerExpert ? cuda::ExpertGemmPath::kPerExpert
-                                                : cuda::ExpertGemmPath::kMultiStream);
+          rows, config_.hidden, config_.inter, CudaPath(config_.path));
       if (!ffn.ok()) return ffn.status();
       ffn_ = std::make_unique<cuda::GroupedExpertFfn>(std::move(*ffn));
     }
@@ -501,12 +516,18 @@ class DenseGemmCase : public OpCase {
 
 void AddGroupedFfnCases(Scale scale, CaseList& cases) {
   auto add_ffn = [&](FfnConfig config) {
-    const std::pair<FfnPath, const char*> paths[] = {{FfnPath::kGrouped, "grouped_"},
-                                                     {FfnPath::kPerExpert, "per_expert_"},
-                                                     {FfnPath::kMultiStream, "multi_stream_"}};
+    const std::pair<FfnPath, const char*> paths[] = {
+        {FfnPath::kGrouped, "grouped_"},
+        {FfnPath::kPerExpert, "per_expert_"},
+        {FfnPath::kMultiStream, "multi_stream_"},
+        {FfnPath::kBucketed, "bucketed_"},
+        {FfnPath::kBucketedBatched, "bucketed_batched_"}};
     for (const auto& [path, prefix] : paths) {
-      // The grouped cuBLAS call needs even sizes (GroupedExpertFfn::Create refuses odd ones).
-      if (path == FfnPath::kGrouped && (config.hidden % 2 != 0 || config.inter % 2 != 0)) continue;
+      // The grouped and bucketed cuBLAS calls need even sizes (GroupedExpertFfn::Create refuses
+      // odd ones).
+      const bool needs_even = path == FfnPath::kGrouped || path == FfnPath::kBucketed ||
+                              path == FfnPath::kBucketedBatched;
+      if (needs_even && (config.hidden % 2 != 0 || config.inter % 2 != 0)) continue;
       FfnConfig variant = config;
       variant.path = path;
       variant.name = "grouped_ffn/" + std::string(prefix) + config.name;
@@ -523,6 +544,9 @@ void AddGroupedFfnCases(Scale scale, CaseList& cases) {
     add_ffn({"h64_i32_e16_sparse", 16, 64, 32, FfnPath::kGrouped, 9, 0.85, 0});
     // Rows that are not whole 16-byte vectors (cuBLAS's 4-byte alignment, the SwiGLU tail).
     add_ffn({"h66_i34_e12", 12, 66, 34, FfnPath::kGrouped, 7, 0.3, 0});
+    // Up to 200 rows per expert: the bucketed paths' padded layout spans several buckets
+    // (64 to 256 rows) and most experts carry padding rows.
+    add_ffn({"h64_i48_e10_many_rows", 10, 64, 48, FfnPath::kGrouped, 200, 0.2, 0});
     // Odd sizes: only the per-expert paths take them.
     add_ffn({"h65_i33_e8", 8, 65, 33, FfnPath::kGrouped, 5, 0.25, 0});
     cases.push_back(
