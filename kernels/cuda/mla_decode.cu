@@ -520,18 +520,35 @@ __global__ void __launch_bounds__(kThreads, 1) MlaSplitKernelV2(const SplitParam
     const uint32_t b_address = SmemAddress(k + b_row * ls + b_col) + ks_begin * 32;
 
     float acc[4][4] = {};  // [n8 tile: rows 8 nt..][fragment]
+    // Fragments of k-step ks + 1 load while ks's four mma run (the last step reloads itself).
+    const int my_steps = ks_end - ks_begin;
+    uint32_t a[4];
+    uint32_t b0[4];
+    uint32_t b1[4];
+    if (my_steps > 0) {
+      LoadMatrixX4(a_address, a);
+      LoadMatrixX4(b_address, b0);
+      LoadMatrixX4(b_address + 16 * ls * 2, b1);
+    }
 #pragma unroll 2
-    for (int ks = 0; ks < ks_end - ks_begin; ++ks) {
-      uint32_t a[4];
-      uint32_t b0[4];
-      uint32_t b1[4];
-      LoadMatrixX4(a_address + ks * 32, a);
-      LoadMatrixX4(b_address + ks * 32, b0);
-      LoadMatrixX4(b_address + 16 * ls * 2 + ks * 32, b1);
+    for (int ks = 0; ks < my_steps; ++ks) {
+      const int next = min(ks + 1, my_steps - 1);
+      uint32_t na[4];
+      uint32_t nb0[4];
+      uint32_t nb1[4];
+      LoadMatrixX4(a_address + next * 32, na);
+      LoadMatrixX4(b_address + next * 32, nb0);
+      LoadMatrixX4(b_address + 16 * ls * 2 + next * 32, nb1);
       Mma(acc[0], a, b0[0], b0[1]);
       Mma(acc[1], a, b0[2], b0[3]);
       Mma(acc[2], a, b1[0], b1[1]);
       Mma(acc[3], a, b1[2], b1[3]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        a[i] = na[i];
+        b0[i] = nb0[i];
+        b1[i] = nb1[i];
+      }
     }
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt) {
@@ -586,17 +603,18 @@ __global__ void __launch_bounds__(kThreads, 1) MlaSplitKernelV2(const SplitParam
       }
     }
     const uint32_t v_address = SmemAddress(k + (lane % 16) * ls + (lane / 16) * 8);
+    // No branch per group, so the compiler can issue later groups' ldmatrix under earlier mma: a
+    // slot past the last group (rank < 512) recomputes the last group into an accumulator that is
+    // never stored.
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
-      const int group = half + 2 * j;
-      if (group < groups) {
+      const int group = min(half + 2 * j, groups - 1);
 #pragma unroll
-        for (int ks = 0; ks < kPosTile / 16; ++ks) {
-          uint32_t bv[4];
-          LoadMatrixX4Trans(v_address + (16 * ks * ls + 16 * group) * 2, bv);
-          Mma(o[j][0], pa[ks], bv[0], bv[1]);
-          Mma(o[j][1], pa[ks], bv[2], bv[3]);
-        }
+      for (int ks = 0; ks < kPosTile / 16; ++ks) {
+        uint32_t bv[4];
+        LoadMatrixX4Trans(v_address + (16 * ks * ls + 16 * group) * 2, bv);
+        Mma(o[j][0], pa[ks], bv[0], bv[1]);
+        Mma(o[j][1], pa[ks], bv[2], bv[3]);
       }
     }
   }
