@@ -82,8 +82,9 @@ class Layer:
         self.w_gate_up = uniform((e, 2 * i, h), h)  # per expert: gate rows, then up rows
         self.w_down = uniform((e, h, i), i)
         si = a.shared_experts * i
-        self.s_gate_up = uniform((2 * si, h), h)
-        self.s_down = uniform((h, si), si)
+        # --shared-experts 0 times the routed experts alone, as kubemoe's moe_layer cases do.
+        self.s_gate_up = uniform((2 * si, h), h) if si > 0 else None
+        self.s_down = uniform((h, si), si) if si > 0 else None
 
     def route(self, x):
         a = self.a
@@ -129,9 +130,10 @@ class Layer:
         xs, token, order, counts = self.dispatch(x, ids)
         ys = experts(xs, counts).float() * weights.reshape(-1)[order].unsqueeze(-1)
         out = torch.zeros(x.shape, device=x.device, dtype=torch.float32).index_add_(0, token, ys)
-        si = self.a.shared_experts * self.a.intermediate
-        gu = F.linear(x, self.s_gate_up)
-        out += F.linear(F.silu(gu[:, :si]) * gu[:, si:], self.s_down).float()
+        if self.s_gate_up is not None:
+            si = self.a.shared_experts * self.a.intermediate
+            gu = F.linear(x, self.s_gate_up)
+            out += F.linear(F.silu(gu[:, :si]) * gu[:, si:], self.s_down).float()
         return out.to(x.dtype)
 
 

@@ -237,7 +237,7 @@ StatusOr<GroupedExpertFfn> GroupedExpertFfn::Create(int64_t max_rows, int32_t hi
                            ") and intermediate (" + std::to_string(intermediate) + ") positive");
   }
   const bool needs_even = path == ExpertGemmPath::kGrouped || path == ExpertGemmPath::kBucketed ||
-                          path == ExpertGemmPath::kBucketedBatched;
+                          path == ExpertGemmPath::kBucketedBatched || path == ExpertGemmPath::kAuto;
   if (needs_even && (hidden % 2 != 0 || intermediate % 2 != 0)) {
     return InvalidArgument("GroupedExpertFfn: the grouped cuBLAS paths need even hidden (" +
                            std::to_string(hidden) + ") and intermediate (" +
@@ -383,8 +383,17 @@ Status GroupedExpertFfn::Run(const ExpertWeightsBf16& w, const uint16_t* x, cons
     case ExpertGemmPath::kGrouped:
       return RunGrouped(w, x, out, stream);
     case ExpertGemmPath::kBucketed:
+      return RunBucketed(w, x, out, /*batched=*/false, stream);
     case ExpertGemmPath::kBucketedBatched:
-      return RunBucketed(w, x, out, stream);
+      return RunBucketed(w, x, out, /*batched=*/true, stream);
+    case ExpertGemmPath::kAuto: {
+      const int64_t rows = offsets[w.num_experts];
+      const int64_t active = static_cast<int64_t>(active_experts_.size());
+      if (rows >= kAutoBucketMeanRows * active) {
+        return RunBucketed(w, x, out, /*batched=*/true, stream);
+      }
+      return RunGrouped(w, x, out, stream);
+    }
     case ExpertGemmPath::kPerExpert:
       return RunPerExpert(w, x, out, stream);
     case ExpertGemmPath::kMultiStream:
@@ -491,6 +500,7 @@ Status GroupedExpertFfn::RunGrouped(const ExpertWeightsBf16& w, const uint16_t* 
 }
 
 Status GroupedExpertFfn::RunBucketed(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
+                                     bool batched,
                                      Stream stream) {
   // The padded layout: active experts in their (ascending row count) order, each at a multiple
   // of kBucketRows rows, its count rounded up to one, so equal padded counts are adjacent.
@@ -538,7 +548,7 @@ Status GroupedExpertFfn::RunBucketed(const ExpertWeightsBf16& w, const uint16_t*
   // The down products overwrite the padded rows in place (the gate and up products have read
   // them by then: one stream).
   KUBEMOE_RETURN_IF_ERROR(RunProducts(w, padded_x, padded_x, padded_starts_, padded_rows_, padded,
-                                      path_ == ExpertGemmPath::kBucketedBatched, stream));
+                                      batched, stream));
   return CopyRows(padded_x, out, hidden_, padded_starts_, active_starts_, active_rows_, stream);
 }
 

@@ -53,7 +53,14 @@ enum class ExpertGemmPath {
   // As kBucketed, with one cublasGemmBatchedEx per bucket (and product) in place of the grouped
   // call: cuBLAS's batched kernels for a handful of uniform batches. Even sizes, as kBucketed.
   kBucketedBatched,
+  // Per call, by the mean rows per expert with rows: kBucketedBatched from kAutoBucketMeanRows
+  // up, kGrouped below. On an H200 at DeepSeek-V2 sizes (bench/RESULTS.md, 2026-11-28) grouped
+  // won at 5 rows per expert (1.80 vs 1.89 ms), they tied at 38 (2.05 vs 2.02) and
+  // bucketed-batched won at 154 (2.71 vs 4.40). Even sizes, as kGrouped.
+  kAuto,
 };
+
+inline constexpr int64_t kAutoBucketMeanRows = 32;
 
 inline constexpr int kExpertStreams = 4;
 // kBucketed: the row granule of the padded layout (a multiple of cuBLAS's row tiles).
@@ -69,7 +76,7 @@ class GroupedExpertFfn {
   // odd hidden or intermediate size; ResourceExhausted when the device lacks the memory;
   // Internal/Unavailable when cuBLAS cannot start.
   static StatusOr<GroupedExpertFfn> Create(int64_t max_rows, int32_t hidden, int32_t intermediate,
-                                           ExpertGemmPath path = ExpertGemmPath::kGrouped);
+                                           ExpertGemmPath path = ExpertGemmPath::kAuto);
 
   GroupedExpertFfn(GroupedExpertFfn&& other) noexcept;
   GroupedExpertFfn& operator=(GroupedExpertFfn&& other) noexcept;
@@ -101,7 +108,8 @@ class GroupedExpertFfn {
   Status RunPerExpert(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out, Stream stream);
   Status RunMultiStream(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out,
                         Stream stream);
-  Status RunBucketed(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out, Stream stream);
+  Status RunBucketed(const ExpertWeightsBf16& w, const uint16_t* x, uint16_t* out, bool batched,
+                     Stream stream);
   // The grouped products for experts whose rows are [starts[a], starts[a] + rows[a]) of x, the
   // gate and up scratch and out (rows sorted ascending so equal counts are adjacent; the rows
   // of all experts cover [0, total_rows) of the scratch): one cuBLAS group per run of equal

@@ -216,7 +216,7 @@ std::vector<int64_t> CheckedRows(const std::vector<int64_t>& offsets, int64_t li
 }
 
 // cuda::ExpertGemmPath, named here so the case list is the same without CUDA.
-enum class FfnPath { kGrouped, kPerExpert, kMultiStream, kBucketed, kBucketedBatched };
+enum class FfnPath { kGrouped, kPerExpert, kMultiStream, kBucketed, kBucketedBatched, kAuto };
 
 struct FfnConfig {
   std::string name;
@@ -242,6 +242,8 @@ cuda::ExpertGemmPath CudaPath(FfnPath path) {
       return cuda::ExpertGemmPath::kBucketed;
     case FfnPath::kBucketedBatched:
       return cuda::ExpertGemmPath::kBucketedBatched;
+    case FfnPath::kAuto:
+      return cuda::ExpertGemmPath::kAuto;
   }
   return cuda::ExpertGemmPath::kGrouped;
 }
@@ -521,12 +523,13 @@ void AddGroupedFfnCases(Scale scale, CaseList& cases) {
         {FfnPath::kPerExpert, "per_expert_"},
         {FfnPath::kMultiStream, "multi_stream_"},
         {FfnPath::kBucketed, "bucketed_"},
-        {FfnPath::kBucketedBatched, "bucketed_batched_"}};
+        {FfnPath::kBucketedBatched, "bucketed_batched_"},
+        {FfnPath::kAuto, "auto_"}};
     for (const auto& [path, prefix] : paths) {
       // The grouped and bucketed cuBLAS calls need even sizes (GroupedExpertFfn::Create refuses
       // odd ones).
       const bool needs_even = path == FfnPath::kGrouped || path == FfnPath::kBucketed ||
-                              path == FfnPath::kBucketedBatched;
+                              path == FfnPath::kBucketedBatched || path == FfnPath::kAuto;
       if (needs_even && (config.hidden % 2 != 0 || config.inter % 2 != 0)) continue;
       FfnConfig variant = config;
       variant.path = path;

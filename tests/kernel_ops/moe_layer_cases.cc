@@ -288,6 +288,8 @@ void AddMoeLayerCases(Scale scale, CaseList& cases) {
   }
   cases.push_back(std::make_unique<MoeLayerCase>(LayerSpec{40, 64, 32, 16, 4, 4, 2, false}));
   cases.push_back(std::make_unique<MoeLayerCase>(LayerSpec{23, 96, 48, 32, 6, 8, 3, false}));
+  // About 50 rows per expert: GroupedExpertFfn's kAuto takes the bucketed path here.
+  cases.push_back(std::make_unique<MoeLayerCase>(LayerSpec{200, 64, 32, 16, 4, 4, 2, false}));
 }
 
 const bool kRegistered = RegisterCases("moe_layer", AddMoeLayerCases);
