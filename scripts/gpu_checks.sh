@@ -9,6 +9,7 @@
 #                                        # OpenBLAS, so only the CUDA runtime and cuBLAS are
 #                                        # needed there)
 #   bash scripts/gpu_checks.sh run       # on the GPU machine: writes logs and JSON under $OUT
+#                                        # (GPU_CHECKS_SKIP_TORCH=1 leaves out the PyTorch runs)
 #
 # The device machine has no project dependencies (gRPC, GoogleTest, ...), so the programs travel
 # prebuilt; `run` finds the CUDA 13 runtime and cuBLAS there.
@@ -72,6 +73,9 @@ run() {
   timeout 240 "$bin/kernel_ops_gpu" --repeats 10 --json "$out/bench.jsonl" 2>&1 | tee "$out/bench.md"
   echo "bench exit $?"
 
+  if [ -n "${GPU_CHECKS_SKIP_TORCH:-}" ]; then
+    echo "== PyTorch runs skipped (GPU_CHECKS_SKIP_TORCH is set)"
+  else
   echo "== the same MoE layer in PyTorch"
   PYTHONUNBUFFERED=1 timeout 120 python3 bench/moe_layer_torch.py --out "$out/torch.json" 2>&1 |
     tee "$out/torch.md"
@@ -80,6 +84,7 @@ run() {
   PYTHONUNBUFFERED=1 timeout 120 python3 bench/moe_layer_torch.py --shared-experts 0 \
     --bias-sigma 0 --out "$out/torch_parity.json" 2>&1 | tee "$out/torch_parity.md"
   echo "torch parity exit $?"
+  fi
 
   echo "== compute-sanitizer memcheck over the CUDA cases"
   if command -v compute-sanitizer >/dev/null; then
