@@ -1,7 +1,6 @@
 #include "engine/sampler.h"
 
-#include <algorithm>
-#include <cmath>
+#include "kernels/cpu/sampling.h"
 
 namespace kubemoe::engine {
 namespace {
@@ -18,45 +17,14 @@ int32_t ArgMax(std::span<const float> logits) {
 
 std::vector<std::pair<int32_t, float>> SamplingDistribution(std::span<const float> logits,
                                                             const SamplingParams& params) {
-  if (params.temperature <= 0.0f) return {{ArgMax(logits), 1.0f}};
-  const auto n = static_cast<int32_t>(logits.size());
-  // Softmax over the full vocabulary in double, so filtering does not depend on rounding order.
-  const float max = logits[static_cast<size_t>(ArgMax(logits))];
-  std::vector<std::pair<int32_t, double>> probs(static_cast<size_t>(n));
-  for (int32_t i = 0; i < n; ++i) {
-    const double p =
-        std::exp((static_cast<double>(logits[static_cast<size_t>(i)]) - max) / params.temperature);
-    probs[static_cast<size_t>(i)] = {i, p};
-  }
-  auto better = [](const auto& a, const auto& b) {
-    return a.second > b.second || (a.second == b.second && a.first < b.first);
-  };
-  size_t keep = probs.size();
-  if (params.top_k > 0 && static_cast<size_t>(params.top_k) < keep) {
-    keep = static_cast<size_t>(params.top_k);
-    std::partial_sort(probs.begin(), probs.begin() + static_cast<std::ptrdiff_t>(keep), probs.end(),
-                      better);
-  } else {
-    std::sort(probs.begin(), probs.end(), better);
-  }
-  if (params.top_p < 1.0f) {
-    // Nucleus over what top-k kept, renormalised (as Hugging Face's warpers chain them).
-    double kept_sum = 0.0;
-    for (size_t i = 0; i < keep; ++i) kept_sum += probs[i].second;
-    double mass = 0.0;
-    size_t i = 0;
-    while (i < keep) {
-      mass += probs[i].second / kept_sum;
-      ++i;
-      if (mass >= params.top_p) break;
-    }
-    keep = i;
-  }
-  double kept = 0.0;
-  for (size_t i = 0; i < keep; ++i) kept += probs[i].second;
-  std::vector<std::pair<int32_t, float>> out(keep);
-  for (size_t i = 0; i < keep; ++i) {
-    out[i] = {probs[i].first, static_cast<float>(probs[i].second / kept)};
+  // One implementation for the engine and the GPU's CPU twin (kernels/cpu/sampling.h), in double;
+  // the engine hands out float probabilities.
+  const std::vector<std::pair<int32_t, double>> dist =
+      cpu::SamplingDistribution(logits.data(), static_cast<int64_t>(logits.size()),
+                                params.temperature, params.top_k, params.top_p);
+  std::vector<std::pair<int32_t, float>> out(dist.size());
+  for (size_t i = 0; i < dist.size(); ++i) {
+    out[i] = {dist[i].first, static_cast<float>(dist[i].second)};
   }
   return out;
 }

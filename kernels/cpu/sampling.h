@@ -1,7 +1,7 @@
 // Next-token sampling from rows of logits with the draw given: the CPU twin of
-// cuda::SampleTokens (kernels/cuda/sampling.h). The semantics are engine::SamplingDistribution's
-// (engine/sampler.h), reimplemented here because kernels/ does not depend on engine/; the
-// kernel harness checks the two agree.
+// cuda::SampleTokens (kernels/cuda/sampling.h). SamplingDistribution is also the engine's
+// (engine::SamplingDistribution rounds its probabilities to float); the kernel harness checks it
+// against a float64 reference.
 #pragma once
 
 #include <cstdint>
