@@ -9,8 +9,8 @@ namespace {
 
 Status FromCuda(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return Status::Ok();
-  std::string message = std::string(what) + ": " + cudaGetErrorName(err) + " (" +
-                        cudaGetErrorString(err) + ")";
+  std::string message =
+      std::string(what) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
   if (err == cudaErrorMemoryAllocation) return ResourceExhausted(std::move(message));
   if (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver) {
     return Unavailable(std::move(message));
@@ -60,20 +60,36 @@ StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
 }
 
 Status DeviceBuffer::Upload(const void* host, size_t bytes) {
-  if (bytes > bytes_) return OutOfRange("upload of " + std::to_string(bytes) + " bytes to a " +
-                                        std::to_string(bytes_) + "-byte device buffer");
+  if (bytes > bytes_)
+    return OutOfRange("upload of " + std::to_string(bytes) + " bytes to a " +
+                      std::to_string(bytes_) + "-byte device buffer");
   return FromCuda(cudaMemcpy(data_, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to device");
 }
 
 Status DeviceBuffer::Download(void* host, size_t bytes) const {
-  if (bytes > bytes_) return OutOfRange("download of " + std::to_string(bytes) + " bytes from a " +
-                                        std::to_string(bytes_) + "-byte device buffer");
+  if (bytes > bytes_)
+    return OutOfRange("download of " + std::to_string(bytes) + " bytes from a " +
+                      std::to_string(bytes_) + "-byte device buffer");
   return FromCuda(cudaMemcpy(host, data_, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
 }
 
 Status DeviceBuffer::Fill(uint8_t byte) {
   KUBEMOE_RETURN_IF_ERROR(FromCuda(cudaMemset(data_, byte, bytes_), "cudaMemset"));
   return FromCuda(cudaDeviceSynchronize(), "cudaMemset");
+}
+
+Status AllocateFilled(DeviceBuffer* buffer, size_t bytes, uint8_t byte) {
+  StatusOr<DeviceBuffer> fresh = DeviceBuffer::Allocate(bytes);
+  KUBEMOE_RETURN_IF_ERROR(fresh.status());
+  *buffer = std::move(*fresh);
+  return buffer->Fill(byte);
+}
+
+Status AllocateCopy(DeviceBuffer* buffer, const void* host, size_t bytes) {
+  StatusOr<DeviceBuffer> fresh = DeviceBuffer::Allocate(bytes);
+  KUBEMOE_RETURN_IF_ERROR(fresh.status());
+  *buffer = std::move(*fresh);
+  return buffer->Upload(host, bytes);
 }
 
 Status CopyToHostAsync(void* host, const void* device, size_t bytes, Stream stream) {
@@ -115,9 +131,9 @@ StatusOr<double> EventTimer::ElapsedMs() {
   KUBEMOE_RETURN_IF_ERROR(
       FromCuda(cudaEventSynchronize(static_cast<cudaEvent_t>(stop_)), "cudaEventSynchronize"));
   float ms = 0.0f;
-  KUBEMOE_RETURN_IF_ERROR(FromCuda(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start_),
-                                                        static_cast<cudaEvent_t>(stop_)),
-                                   "cudaEventElapsedTime"));
+  KUBEMOE_RETURN_IF_ERROR(FromCuda(
+      cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start_), static_cast<cudaEvent_t>(stop_)),
+      "cudaEventElapsedTime"));
   return static_cast<double>(ms);
 }
 
@@ -125,7 +141,8 @@ StatusOr<DeviceInfo> CurrentDeviceInfo() {
   int device = 0;
   KUBEMOE_RETURN_IF_ERROR(FromCuda(cudaGetDevice(&device), "cudaGetDevice"));
   cudaDeviceProp prop{};
-  KUBEMOE_RETURN_IF_ERROR(FromCuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties"));
+  KUBEMOE_RETURN_IF_ERROR(
+      FromCuda(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties"));
   DeviceInfo info;
   info.name = prop.name;
   info.multiprocessors = prop.multiProcessorCount;

@@ -52,6 +52,11 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Replace *buffer with a new allocation of `bytes`: every byte set to `byte` (0xFF poisons an
+// output), or a copy of `bytes` bytes of `host`. The old allocation is freed.
+Status AllocateFilled(DeviceBuffer* buffer, size_t bytes, uint8_t byte);
+Status AllocateCopy(DeviceBuffer* buffer, const void* host, size_t bytes);
+
 // Enqueues a device-to-host copy on `stream` (asynchronous with pageable host memory only as far
 // as the runtime allows: it returns once the copy is staged); pair with SynchronizeStream.
 Status CopyToHostAsync(void* host, const void* device, size_t bytes, Stream stream);

@@ -49,7 +49,8 @@ std::vector<int32_t> DrawIds(Rng& rng, const LayoutSpec& s) {
 
 std::vector<int32_t> ContiguousExpertDevice(const LayoutSpec& s) {
   std::vector<int32_t> device(static_cast<size_t>(s.experts));
-  for (int32_t e = 0; e < s.experts; ++e) device[static_cast<size_t>(e)] = e * s.devices / s.experts;
+  for (int32_t e = 0; e < s.experts; ++e)
+    device[static_cast<size_t>(e)] = e * s.devices / s.experts;
   return device;
 }
 
@@ -70,7 +71,9 @@ class LayoutCase : public OpCase {
  public:
   explicit LayoutCase(LayoutSpec spec) : s_(spec), expert_device_(ContiguousExpertDevice(spec)) {}
 
-  std::string Name() const override { return "dispatch_layout/" + Shape(s_) + "_d" + std::to_string(s_.devices); }
+  std::string Name() const override {
+    return "dispatch_layout/" + Shape(s_) + "_d" + std::to_string(s_.devices);
+  }
   void Draw(Rng& rng) override { ids_ = DrawIds(rng, s_); }
 
   std::vector<Output> Reference() override {
@@ -86,7 +89,8 @@ class LayoutCase : public OpCase {
     std::vector<int32_t> offsets(static_cast<size_t>(s_.experts) + 1, 0);
     std::partial_sum(counts.begin(), counts.end(), offsets.begin() + 1);
     std::vector<int32_t> route_rows(routes, -1);
-    for (size_t row = 0; row < order.size(); ++row) route_rows[order[row]] = static_cast<int32_t>(row);
+    for (size_t row = 0; row < order.size(); ++row)
+      route_rows[order[row]] = static_cast<int32_t>(row);
     std::vector<int32_t> device_tokens(static_cast<size_t>(s_.devices), 0);
     for (int64_t t = 0; t < s_.tokens; ++t) {
       std::set<int32_t> reached;
@@ -116,24 +120,27 @@ class LayoutCase : public OpCase {
 #ifdef KUBEMOE_HAVE_CUDA
   Status CudaPrepare() override {
     const size_t routes = static_cast<size_t>(s_.tokens * s_.top_k);
-    KUBEMOE_RETURN_IF_ERROR(Alloc(ids_d_, routes * 4));
-    KUBEMOE_RETURN_IF_ERROR(Alloc(device_d_, expert_device_.size() * 4));
-    KUBEMOE_RETURN_IF_ERROR(Alloc(counts_d_, static_cast<size_t>(s_.experts) * 4));
-    KUBEMOE_RETURN_IF_ERROR(Alloc(offsets_d_, (static_cast<size_t>(s_.experts) + 1) * 4));
-    KUBEMOE_RETURN_IF_ERROR(Alloc(route_rows_d_, routes * 4));
-    KUBEMOE_RETURN_IF_ERROR(Alloc(row_routes_d_, routes * 4));
-    KUBEMOE_RETURN_IF_ERROR(Alloc(device_tokens_d_, static_cast<size_t>(s_.devices) * 4));
-    KUBEMOE_RETURN_IF_ERROR(Alloc(
-        scratch_d_,
-        static_cast<size_t>(cuda::DispatchLayoutScratchInts(s_.tokens, s_.top_k, s_.experts)) * 4));
-    KUBEMOE_RETURN_IF_ERROR(ids_d_.Upload(ids_.data(), routes * 4));
-    KUBEMOE_RETURN_IF_ERROR(device_d_.Upload(expert_device_.data(), expert_device_.size() * 4));
+    KUBEMOE_RETURN_IF_ERROR(cuda::AllocateCopy(&ids_d_, ids_.data(), routes * 4));
+    KUBEMOE_RETURN_IF_ERROR(
+        cuda::AllocateCopy(&device_d_, expert_device_.data(), expert_device_.size() * 4));
+    KUBEMOE_RETURN_IF_ERROR(
+        cuda::AllocateFilled(&counts_d_, static_cast<size_t>(s_.experts) * 4, 0xFF));
+    KUBEMOE_RETURN_IF_ERROR(
+        cuda::AllocateFilled(&offsets_d_, (static_cast<size_t>(s_.experts) + 1) * 4, 0xFF));
+    KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&route_rows_d_, routes * 4, 0xFF));
+    KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&row_routes_d_, routes * 4, 0xFF));
+    KUBEMOE_RETURN_IF_ERROR(
+        cuda::AllocateFilled(&device_tokens_d_, static_cast<size_t>(s_.devices) * 4, 0xFF));
+    KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(
+        &scratch_d_,
+        static_cast<size_t>(cuda::DispatchLayoutScratchInts(s_.tokens, s_.top_k, s_.experts)) * 4,
+        0xFF));
     return Status::Ok();
   }
 
   Status CudaLaunch(CUstream_st* stream) override {
-    cuda::DispatchLayoutOutputs out{counts_d_.as<int32_t>(), offsets_d_.as<int32_t>(),
-                                    route_rows_d_.as<int32_t>(), row_routes_d_.as<int32_t>(),
+    cuda::DispatchLayoutOutputs out{counts_d_.as<int32_t>(),        offsets_d_.as<int32_t>(),
+                                    route_rows_d_.as<int32_t>(),    row_routes_d_.as<int32_t>(),
                                     device_tokens_d_.as<int32_t>(), scratch_d_.as<int32_t>()};
     return cuda::DispatchLayout(ids_d_.as<int32_t>(), s_.tokens, s_.top_k, s_.experts,
                                 device_d_.as<int32_t>(), s_.devices, out, stream);
@@ -182,12 +189,6 @@ class LayoutCase : public OpCase {
   }
 
 #ifdef KUBEMOE_HAVE_CUDA
-  static Status Alloc(cuda::DeviceBuffer& buffer, size_t bytes) {
-    StatusOr<cuda::DeviceBuffer> b = cuda::DeviceBuffer::Allocate(bytes);
-    KUBEMOE_RETURN_IF_ERROR(b.status());
-    buffer = std::move(*b);
-    return buffer.Fill(0xFF);
-  }
   cuda::DeviceBuffer ids_d_, device_d_, counts_d_, offsets_d_, route_rows_d_, row_routes_d_,
       device_tokens_d_, scratch_d_;
 #endif
@@ -228,7 +229,8 @@ class PermuteCombineCase : public OpCase {
       std::vector<double> out(static_cast<size_t>(rows_) * h);
       for (int64_t r = 0; r < rows_; ++r) {
         const size_t token = static_cast<size_t>(row_routes_[static_cast<size_t>(r)] / s_.top_k);
-        for (size_t i = 0; i < h; ++i) out[static_cast<size_t>(r) * h + i] = Bf16ToF32(hidden_[token * h + i]);
+        for (size_t i = 0; i < h; ++i)
+          out[static_cast<size_t>(r) * h + i] = Bf16ToF32(hidden_[token * h + i]);
       }
       return {{"permuted", Metric::kExact, 0, std::move(out)}};
     }
@@ -251,12 +253,14 @@ class PermuteCombineCase : public OpCase {
       std::vector<uint16_t> out(static_cast<size_t>(rows_) * h);
       cpu::PermuteRowsBf16(hidden_.data(), row_routes_.data(), rows_, s_.top_k, s_.hidden,
                            out.data());
-      return std::vector<Output>{{"permuted", Metric::kExact, 0, Bf16ToDoubles(out.data(), out.size())}};
+      return std::vector<Output>{
+          {"permuted", Metric::kExact, 0, Bf16ToDoubles(out.data(), out.size())}};
     }
     std::vector<float> out(static_cast<size_t>(s_.tokens) * h);
     cpu::CombineRowsBf16(expert_out_.data(), route_rows_.data(), weights_.data(), s_.tokens,
                          s_.top_k, s_.hidden, out.data());
-    return std::vector<Output>{{"combined", Metric::kRelativeL2, kCombineBound, ToDoubles(out.data(), out.size())}};
+    return std::vector<Output>{
+        {"combined", Metric::kRelativeL2, kCombineBound, ToDoubles(out.data(), out.size())}};
   }
 
   Work work() const override {
@@ -271,15 +275,17 @@ class PermuteCombineCase : public OpCase {
 #ifdef KUBEMOE_HAVE_CUDA
   Status CudaPrepare() override {
     const size_t h = static_cast<size_t>(s_.hidden);
-    KUBEMOE_RETURN_IF_ERROR(Upload(route_rows_d_, route_rows_.data(), route_rows_.size() * 4));
-    KUBEMOE_RETURN_IF_ERROR(Upload(row_routes_d_, row_routes_.data(), row_routes_.size() * 4));
+    KUBEMOE_RETURN_IF_ERROR(
+        cuda::AllocateCopy(&route_rows_d_, route_rows_.data(), route_rows_.size() * 4));
+    KUBEMOE_RETURN_IF_ERROR(
+        cuda::AllocateCopy(&row_routes_d_, row_routes_.data(), row_routes_.size() * 4));
     if (!combine_) {
-      KUBEMOE_RETURN_IF_ERROR(Upload(in_d_, hidden_.data(), hidden_.size() * 2));
-      return Poisoned(out_d_, static_cast<size_t>(rows_) * h * 2);
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateCopy(&in_d_, hidden_.data(), hidden_.size() * 2));
+      return cuda::AllocateFilled(&out_d_, static_cast<size_t>(rows_) * h * 2, 0xFF);
     }
-    KUBEMOE_RETURN_IF_ERROR(Upload(in_d_, expert_out_.data(), expert_out_.size() * 2));
-    KUBEMOE_RETURN_IF_ERROR(Upload(weights_d_, weights_.data(), weights_.size() * 4));
-    return Poisoned(out_d_, static_cast<size_t>(s_.tokens) * h * 4);
+    KUBEMOE_RETURN_IF_ERROR(cuda::AllocateCopy(&in_d_, expert_out_.data(), expert_out_.size() * 2));
+    KUBEMOE_RETURN_IF_ERROR(cuda::AllocateCopy(&weights_d_, weights_.data(), weights_.size() * 4));
+    return cuda::AllocateFilled(&out_d_, static_cast<size_t>(s_.tokens) * h * 4, 0xFF);
   }
 
   Status CudaLaunch(CUstream_st* stream) override {
@@ -298,28 +304,18 @@ class PermuteCombineCase : public OpCase {
     if (!combine_) {
       std::vector<uint16_t> out(static_cast<size_t>(rows_) * h);
       KUBEMOE_RETURN_IF_ERROR(out_d_.Download(out.data(), out.size() * 2));
-      return std::vector<Output>{{"permuted", Metric::kExact, 0, Bf16ToDoubles(out.data(), out.size())}};
+      return std::vector<Output>{
+          {"permuted", Metric::kExact, 0, Bf16ToDoubles(out.data(), out.size())}};
     }
     std::vector<float> out(static_cast<size_t>(s_.tokens) * h);
     KUBEMOE_RETURN_IF_ERROR(out_d_.Download(out.data(), out.size() * 4));
-    return std::vector<Output>{{"combined", Metric::kRelativeL2, kCombineBound, ToDoubles(out.data(), out.size())}};
+    return std::vector<Output>{
+        {"combined", Metric::kRelativeL2, kCombineBound, ToDoubles(out.data(), out.size())}};
   }
 #endif
 
  private:
 #ifdef KUBEMOE_HAVE_CUDA
-  static Status Upload(cuda::DeviceBuffer& buffer, const void* host, size_t bytes) {
-    StatusOr<cuda::DeviceBuffer> b = cuda::DeviceBuffer::Allocate(bytes);
-    KUBEMOE_RETURN_IF_ERROR(b.status());
-    buffer = std::move(*b);
-    return buffer.Upload(host, bytes);
-  }
-  static Status Poisoned(cuda::DeviceBuffer& buffer, size_t bytes) {
-    StatusOr<cuda::DeviceBuffer> b = cuda::DeviceBuffer::Allocate(bytes);
-    KUBEMOE_RETURN_IF_ERROR(b.status());
-    buffer = std::move(*b);
-    return buffer.Fill(0xFF);
-  }
   cuda::DeviceBuffer route_rows_d_, row_routes_d_, in_d_, weights_d_, out_d_;
 #endif
 

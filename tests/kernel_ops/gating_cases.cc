@@ -158,7 +158,8 @@ class GatingCase : public OpCase {
     if (spec_.config.device_limit > 0) {
       std::vector<uint8_t> kept(kept_d_.bytes());
       KUBEMOE_RETURN_IF_ERROR(kept_d_.Download(kept.data(), kept.size()));
-      out.push_back({"kept_devices", Metric::kExact, 0, std::vector<double>(kept.begin(), kept.end())});
+      out.push_back(
+          {"kept_devices", Metric::kExact, 0, std::vector<double>(kept.begin(), kept.end())});
     }
     return out;
   }
@@ -232,8 +233,7 @@ void AddGatingCases(Scale scale, CaseList& cases) {
       LogitKind::kTies);
   add("device_limited_m3", device_limited, 45, LogitKind::kNormal);
   add("device_limited_ties", device_limited, 45, LogitKind::kTies);
-  add("device_limited_replicated_m2", {v2, ReplicatedPlacement(160, 8), 2}, 45,
-      LogitKind::kNormal);
+  add("device_limited_replicated_m2", {v2, ReplicatedPlacement(160, 8), 2}, 45, LogitKind::kNormal);
   add("wide_1024_experts",
       {Gate(1024, 16, TopkMethod::kGreedy, 1, 1, ScoringFunc::kSoftmax, false, 1.0f), {}, 0}, 9,
       LogitKind::kNormal);

@@ -86,7 +86,8 @@ class MoeLayerCase : public OpCase {
         const double w = weights[static_cast<size_t>(t * s_.top_k + j)];
         for (size_t h = 0; h < H; ++h) {
           double y = 0;
-          for (size_t i = 0; i < I; ++i) y += double{Bf16ToF32(down_[(e * H + h) * I + i])} * act[i];
+          for (size_t i = 0; i < I; ++i)
+            y += double{Bf16ToF32(down_[(e * H + h) * I + i])} * act[i];
           out[static_cast<size_t>(t) * H + h] += w * y;
         }
       }
@@ -129,8 +130,8 @@ class MoeLayerCase : public OpCase {
       for (size_t i = 0; i < y.size(); ++i) expert_out[first * H + i] = F32ToBf16(y[i]);
     }
     std::vector<float> out(static_cast<size_t>(s_.tokens) * H);
-    cpu::CombineRowsBf16(expert_out.data(), route_rows.data(), weights.data(), s_.tokens,
-                         s_.top_k, s_.hidden, out.data());
+    cpu::CombineRowsBf16(expert_out.data(), route_rows.data(), weights.data(), s_.tokens, s_.top_k,
+                         s_.hidden, out.data());
     return std::vector<Output>{
         {"layer_out", Metric::kRelativeL2, kLayerBound, ToDoubles(out.data(), out.size())}};
   }
@@ -150,33 +151,41 @@ class MoeLayerCase : public OpCase {
     const size_t routes = static_cast<size_t>(s_.tokens) * s_.top_k;
     const size_t H = static_cast<size_t>(s_.hidden);
     const size_t w = static_cast<size_t>(s_.experts) * s_.hidden * s_.inter;
-    KUBEMOE_RETURN_IF_ERROR(Alloc(logits_d_, logits_.size() * 4));
-    KUBEMOE_RETURN_IF_ERROR(logits_d_.Upload(logits_.data(), logits_.size() * 4));
+    KUBEMOE_RETURN_IF_ERROR(cuda::AllocateCopy(&logits_d_, logits_.data(), logits_.size() * 4));
     if (gate_d_.bytes() != w * 2) {  // weights stay across draws at kBench (device-drawn once)
-      KUBEMOE_RETURN_IF_ERROR(Alloc(gate_d_, w * 2));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(up_d_, w * 2));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(down_d_, w * 2));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(hidden_d_, static_cast<size_t>(s_.tokens) * H * 2));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&gate_d_, w * 2, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&up_d_, w * 2, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&down_d_, w * 2, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(
+          cuda::AllocateFilled(&hidden_d_, static_cast<size_t>(s_.tokens) * H * 2, 0xFF));
       if (s_.bench) {
         const float gs = WeightScale(s_.hidden), ds = WeightScale(s_.inter);
-        KUBEMOE_RETURN_IF_ERROR(cuda::FillUniformBf16(gate_d_.as<uint16_t>(), w, seed_, -gs, gs, nullptr));
-        KUBEMOE_RETURN_IF_ERROR(cuda::FillUniformBf16(up_d_.as<uint16_t>(), w, seed_ + 1, -gs, gs, nullptr));
-        KUBEMOE_RETURN_IF_ERROR(cuda::FillUniformBf16(down_d_.as<uint16_t>(), w, seed_ + 2, -ds, ds, nullptr));
-        KUBEMOE_RETURN_IF_ERROR(cuda::FillUniformBf16(hidden_d_.as<uint16_t>(), static_cast<size_t>(s_.tokens) * H,
-                                                      seed_ + 3, -1.0f, 1.0f, nullptr));
+        KUBEMOE_RETURN_IF_ERROR(
+            cuda::FillUniformBf16(gate_d_.as<uint16_t>(), w, seed_, -gs, gs, nullptr));
+        KUBEMOE_RETURN_IF_ERROR(
+            cuda::FillUniformBf16(up_d_.as<uint16_t>(), w, seed_ + 1, -gs, gs, nullptr));
+        KUBEMOE_RETURN_IF_ERROR(
+            cuda::FillUniformBf16(down_d_.as<uint16_t>(), w, seed_ + 2, -ds, ds, nullptr));
+        KUBEMOE_RETURN_IF_ERROR(cuda::FillUniformBf16(hidden_d_.as<uint16_t>(),
+                                                      static_cast<size_t>(s_.tokens) * H, seed_ + 3,
+                                                      -1.0f, 1.0f, nullptr));
       }
-      KUBEMOE_RETURN_IF_ERROR(Alloc(ids_d_, routes * 4));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(weights_d_, routes * 4));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(counts_d_, static_cast<size_t>(s_.experts) * 4));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(offsets_d_, (static_cast<size_t>(s_.experts) + 1) * 4));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(route_rows_d_, routes * 4));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(row_routes_d_, routes * 4));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(
-          layout_scratch_d_,
-          static_cast<size_t>(cuda::DispatchLayoutScratchInts(s_.tokens, s_.top_k, s_.experts)) * 4));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(permuted_d_, routes * H * 2));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(expert_out_d_, routes * H * 2));
-      KUBEMOE_RETURN_IF_ERROR(Alloc(out_d_, static_cast<size_t>(s_.tokens) * H * 4));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&ids_d_, routes * 4, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&weights_d_, routes * 4, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(
+          cuda::AllocateFilled(&counts_d_, static_cast<size_t>(s_.experts) * 4, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(
+          cuda::AllocateFilled(&offsets_d_, (static_cast<size_t>(s_.experts) + 1) * 4, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&route_rows_d_, routes * 4, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&row_routes_d_, routes * 4, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(
+          &layout_scratch_d_,
+          static_cast<size_t>(cuda::DispatchLayoutScratchInts(s_.tokens, s_.top_k, s_.experts)) * 4,
+          0xFF));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&permuted_d_, routes * H * 2, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(cuda::AllocateFilled(&expert_out_d_, routes * H * 2, 0xFF));
+      KUBEMOE_RETURN_IF_ERROR(
+          cuda::AllocateFilled(&out_d_, static_cast<size_t>(s_.tokens) * H * 4, 0xFF));
       StatusOr<cuda::GroupedExpertFfn> ffn =
           cuda::GroupedExpertFfn::Create(static_cast<int64_t>(routes), s_.hidden, s_.inter);
       KUBEMOE_RETURN_IF_ERROR(ffn.status());
@@ -198,24 +207,31 @@ class MoeLayerCase : public OpCase {
     KUBEMOE_RETURN_IF_ERROR(cuda::Gating(plan_, logits_d_.as<float>(), s_.tokens,
                                          ids_d_.as<int32_t>(), weights_d_.as<float>(), nullptr,
                                          stream));
-    const cuda::DispatchLayoutOutputs layout{counts_d_.as<int32_t>(), offsets_d_.as<int32_t>(),
+    const cuda::DispatchLayoutOutputs layout{counts_d_.as<int32_t>(),
+                                             offsets_d_.as<int32_t>(),
                                              route_rows_d_.as<int32_t>(),
-                                             row_routes_d_.as<int32_t>(), nullptr,
+                                             row_routes_d_.as<int32_t>(),
+                                             nullptr,
                                              layout_scratch_d_.as<int32_t>()};
     KUBEMOE_RETURN_IF_ERROR(cuda::DispatchLayout(ids_d_.as<int32_t>(), s_.tokens, s_.top_k,
                                                  s_.experts, nullptr, 0, layout, stream));
     offsets32_.resize(static_cast<size_t>(s_.experts) + 1);
-    KUBEMOE_RETURN_IF_ERROR(cuda::CopyToHostAsync(offsets32_.data(), offsets_d_.data(),
-                                                  offsets32_.size() * 4, stream));
+    KUBEMOE_RETURN_IF_ERROR(
+        cuda::CopyToHostAsync(offsets32_.data(), offsets_d_.data(), offsets32_.size() * 4, stream));
     KUBEMOE_RETURN_IF_ERROR(cuda::SynchronizeStream(stream, "moe layer: expert offsets"));
     offsets64_.assign(offsets32_.begin(), offsets32_.end());
     const int64_t rows = offsets64_.back();
-    if (rows < 0 || rows > routes) return Internal("moe layer: offsets end at " + std::to_string(rows));
+    if (rows < 0 || rows > routes)
+      return Internal("moe layer: offsets end at " + std::to_string(rows));
     KUBEMOE_RETURN_IF_ERROR(cuda::PermuteRowsBf16(hidden_d_.as<uint16_t>(),
                                                   row_routes_d_.as<int32_t>(), rows, s_.top_k,
                                                   s_.hidden, permuted_d_.as<uint16_t>(), stream));
-    const cuda::ExpertWeightsBf16 w{s_.experts, s_.hidden, s_.inter, gate_d_.as<uint16_t>(),
-                                    up_d_.as<uint16_t>(), down_d_.as<uint16_t>()};
+    const cuda::ExpertWeightsBf16 w{s_.experts,
+                                    s_.hidden,
+                                    s_.inter,
+                                    gate_d_.as<uint16_t>(),
+                                    up_d_.as<uint16_t>(),
+                                    down_d_.as<uint16_t>()};
     KUBEMOE_RETURN_IF_ERROR(ffn_->Run(w, permuted_d_.as<uint16_t>(), offsets64_.data(),
                                       expert_out_d_.as<uint16_t>(), stream));
     return cuda::CombineRowsBf16(expert_out_d_.as<uint16_t>(), route_rows_d_.as<int32_t>(),
@@ -229,7 +245,8 @@ class MoeLayerCase : public OpCase {
     KUBEMOE_RETURN_IF_ERROR(out_d_.Download(out.data(), out.size() * 4));
     if (s_.bench) {
       // No reference at this size: the benchmark only checks that every element was written.
-      return std::vector<Output>{{"layer_out", Metric::kExact, 0, ToDoubles(out.data(), out.size())}};
+      return std::vector<Output>{
+          {"layer_out", Metric::kExact, 0, ToDoubles(out.data(), out.size())}};
     }
     return std::vector<Output>{
         {"layer_out", Metric::kRelativeL2, kLayerBound, ToDoubles(out.data(), out.size())}};
@@ -257,12 +274,6 @@ class MoeLayerCase : public OpCase {
   }
 
 #ifdef KUBEMOE_HAVE_CUDA
-  static Status Alloc(cuda::DeviceBuffer& buffer, size_t bytes) {
-    StatusOr<cuda::DeviceBuffer> b = cuda::DeviceBuffer::Allocate(bytes);
-    KUBEMOE_RETURN_IF_ERROR(b.status());
-    buffer = std::move(*b);
-    return buffer.Fill(0xFF);
-  }
   cuda::GatingPlan plan_;
   cuda::DeviceBuffer logits_d_, gate_d_, up_d_, down_d_, hidden_d_, ids_d_, weights_d_, counts_d_,
       offsets_d_, route_rows_d_, row_routes_d_, layout_scratch_d_, permuted_d_, expert_out_d_,
@@ -282,7 +293,8 @@ class MoeLayerCase : public OpCase {
 void AddMoeLayerCases(Scale scale, CaseList& cases) {
   if (scale == Scale::kBench) {
     for (int64_t tokens : {128, 1024, 4096}) {
-      cases.push_back(std::make_unique<MoeLayerCase>(LayerSpec{tokens, 5120, 1536, 160, 6, 8, 3, true}));
+      cases.push_back(
+          std::make_unique<MoeLayerCase>(LayerSpec{tokens, 5120, 1536, 160, 6, 8, 3, true}));
     }
     return;
   }
