@@ -191,6 +191,38 @@ struct SplitParams {
   float scale_log2;  // softmax_scale * log2(e): the softmax runs on exp2
 };
 
+// Both split kernels stage their inputs the same way, by cp.async into shared memory rows of
+// stride ls (bf16), 16 bytes at a time; the row padding past the real row is zeros.
+// The block's query rows; heads past num_heads get zero queries: finite scores, never stored.
+__device__ __forceinline__ void StageQueries(const SplitParams& p, uint16_t* s_q, int ls,
+                                             int chunks, int real_chunks, int b, int head0,
+                                             int tid) {
+  for (int i = tid; i < kHeadTile * chunks; i += kThreads) {
+    const int r = i / chunks;
+    const int c = i % chunks;
+    const int h = head0 + r;
+    const bool valid = h < p.heads && c < real_chunks;
+    const uint16_t* src =
+        valid ? p.q + (static_cast<int64_t>(b) * p.heads + h) * p.row + c * 8 : p.q;
+    CopyAsync16(SmemAddress(s_q + r * ls + c * 8), src, valid);
+  }
+}
+
+// Cache rows [first, first + kPosTile) of the block's chunk (which holds `count` rows starting
+// at `rows`) into dst. Rows past the chunk's end are zeros, so masked probabilities multiply
+// zeros, never garbage.
+__device__ __forceinline__ void StageCacheTile(const SplitParams& p, const uint16_t* rows,
+                                               uint16_t* dst, int ls, int chunks, int real_chunks,
+                                               int64_t count, int64_t first, int tid) {
+  for (int i = tid; i < kPosTile * chunks; i += kThreads) {
+    const int r = i / chunks;
+    const int c = i % chunks;
+    const bool valid = first + r < count && c < real_chunks;
+    const uint16_t* src = valid ? rows + (first + r) * p.row + c * 8 : p.cache;
+    CopyAsync16(SmemAddress(dst + r * ls + c * 8), src, valid);
+  }
+}
+
 __global__ void __launch_bounds__(kThreads, 1) MlaSplitKernel(const SplitParams p) {
   const int split = blockIdx.x;
   const int head0 = blockIdx.y * kHeadTile;
@@ -218,27 +250,10 @@ __global__ void __launch_bounds__(kThreads, 1) MlaSplitKernel(const SplitParams 
   const int real_chunks = p.row / 8;    // the rest is zero padding up to a multiple of 16
   const uint16_t* rows = p.cache + (p.row_start[b] + begin) * p.row;
 
-  // Heads past num_heads get zero queries: finite scores, outputs never stored.
-  for (int i = tid; i < kHeadTile * chunks; i += kThreads) {
-    const int r = i / chunks;
-    const int c = i % chunks;
-    const int h = head0 + r;
-    const bool valid = h < p.heads && c < real_chunks;
-    const uint16_t* src =
-        valid ? p.q + (static_cast<int64_t>(b) * p.heads + h) * p.row + c * 8 : p.q;
-    CopyAsync16(SmemAddress(s_q + r * ls + c * 8), src, valid);
-  }
-  // Rows past the chunk's end are zeros, so masked probabilities multiply zeros, never garbage.
+  StageQueries(p, s_q, ls, chunks, real_chunks, b, head0, tid);
   auto load_tile = [&](int t, int stage) {
-    uint16_t* dst = s_k + stage * kPosTile * ls;
-    const int64_t first = static_cast<int64_t>(t) * kPosTile;
-    for (int i = tid; i < kPosTile * chunks; i += kThreads) {
-      const int r = i / chunks;
-      const int c = i % chunks;
-      const bool valid = begin + first + r < end && c < real_chunks;
-      const uint16_t* src = valid ? rows + (first + r) * p.row + c * 8 : p.cache;
-      CopyAsync16(SmemAddress(dst + r * ls + c * 8), src, valid);
-    }
+    StageCacheTile(p, rows, s_k + stage * kPosTile * ls, ls, chunks, real_chunks, end - begin,
+                   static_cast<int64_t>(t) * kPosTile, tid);
   };
   load_tile(0, 0);
   CopyAsyncCommit();
@@ -465,25 +480,10 @@ __global__ void __launch_bounds__(kThreads, 1) MlaSplitKernelV2(const SplitParam
   const int real_chunks = p.row / 8;
   const uint16_t* rows = p.cache + (p.row_start[b] + begin) * p.row;
 
-  for (int i = tid; i < kHeadTile * chunks; i += kThreads) {
-    const int r = i / chunks;
-    const int c = i % chunks;
-    const int h = head0 + r;
-    const bool valid = h < p.heads && c < real_chunks;
-    const uint16_t* src =
-        valid ? p.q + (static_cast<int64_t>(b) * p.heads + h) * p.row + c * 8 : p.q;
-    CopyAsync16(SmemAddress(s_q + r * ls + c * 8), src, valid);
-  }
+  StageQueries(p, s_q, ls, chunks, real_chunks, b, head0, tid);
   auto load_tile = [&](int t, int stage) {
-    uint16_t* dst = s_k + stage * kPosTile * ls;
-    const int64_t first = static_cast<int64_t>(t) * kPosTile;
-    for (int i = tid; i < kPosTile * chunks; i += kThreads) {
-      const int r = i / chunks;
-      const int c = i % chunks;
-      const bool valid = begin + first + r < end && c < real_chunks;
-      const uint16_t* src = valid ? rows + (first + r) * p.row + c * 8 : p.cache;
-      CopyAsync16(SmemAddress(dst + r * ls + c * 8), src, valid);
-    }
+    StageCacheTile(p, rows, s_k + stage * kPosTile * ls, ls, chunks, real_chunks, end - begin,
+                   static_cast<int64_t>(t) * kPosTile, tid);
   };
   load_tile(0, 0);
   CopyAsyncCommit();
