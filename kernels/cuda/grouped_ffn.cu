@@ -609,79 +609,53 @@ Status GroupedExpertFfn::RunProducts(const ExpertWeightsBf16& w, const uint16_t*
   const float one = 1.0f;
   const float zero = 0.0f;
 
-  if (per_group_batched) {
-    // Group g's experts are active indices [first, first + group_experts_[g]): gate/up problems
-    // [2 first, 2 (first + count)) and down problems [first, first + count) of the arrays.
-    int32_t first = 0;
-    for (size_t g = 0; g < groups; ++g) {
-      const int32_t count = group_experts_[g];
-      KUBEMOE_RETURN_IF_ERROR(FromCublas(
-          cublasGemmBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, intermediate_, group_rows_[g],
-                              hidden_, &one, fill.gu_a + 2 * first, CUDA_R_16BF, hidden_,
-                              fill.gu_b + 2 * first, CUDA_R_16BF, hidden_, &zero,
-                              fill.gu_c + 2 * first, CUDA_R_16BF, intermediate_, 2 * count,
-                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "GroupedExpertFfn: cublasGemmBatchedEx (gate and up, " + std::to_string(count) +
-              " experts of " + std::to_string(group_rows_[g]) + " rows)"));
-      first += count;
+  // One kind of product for every active expert: row-major C_e [r x m] = X_e [r x k] * W_e
+  // [m x k]^T, which in cuBLAS's column-major terms is m, n = r, k, A = W_e (ld k, transposed),
+  // B = X_e (ld k), C (ld m). per_expert problems per expert (2: gate and up). Either one
+  // cublasGemmBatchedEx per group (experts of equal rows) or one grouped call for all groups.
+  auto products = [&](int m, int k, const void** a, const void** b, void** c, int per_expert,
+                      const char* what) -> Status {
+    if (per_group_batched) {
+      int32_t first = 0;
+      for (size_t g = 0; g < groups; ++g) {
+        const int32_t count = group_experts_[g];
+        const int64_t at = int64_t{per_expert} * first;
+        KUBEMOE_RETURN_IF_ERROR(FromCublas(
+            cublasGemmBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, m, group_rows_[g], k, &one,
+                                a + at, CUDA_R_16BF, k, b + at, CUDA_R_16BF, k, &zero, c + at,
+                                CUDA_R_16BF, m, per_expert * count, CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT),
+            std::string("GroupedExpertFfn: cublasGemmBatchedEx (") + what + ", " +
+                std::to_string(count) + " experts of " + std::to_string(group_rows_[g]) +
+                " rows)"));
+        first += count;
+      }
+      return Status::Ok();
     }
-  } else {
     const std::vector<cublasOperation_t> trans_a(groups, CUBLAS_OP_T);
     const std::vector<cublasOperation_t> trans_b(groups, CUBLAS_OP_N);
     const std::vector<float> alpha(groups, 1.0f);
     const std::vector<float> beta(groups, 0.0f);
-    const std::vector<int> hidden(groups, hidden_);
-    const std::vector<int> intermediate(groups, intermediate_);
-    std::vector<int> gate_up_sizes(groups);
-    for (size_t g = 0; g < groups; ++g) gate_up_sizes[g] = 2 * group_experts_[g];
+    const std::vector<int> ms(groups, m);
+    const std::vector<int> ks(groups, k);
+    std::vector<int> sizes(groups);
+    for (size_t g = 0; g < groups; ++g) sizes[g] = per_expert * group_experts_[g];
+    return FromCublas(
+        cublasGemmGroupedBatchedEx(handle_, trans_a.data(), trans_b.data(), ms.data(),
+                                   group_rows_.data(), ks.data(), alpha.data(), a, CUDA_R_16BF,
+                                   ks.data(), b, CUDA_R_16BF, ks.data(), beta.data(), c,
+                                   CUDA_R_16BF, ms.data(), static_cast<int>(groups), sizes.data(),
+                                   CUBLAS_COMPUTE_32F),
+        std::string("GroupedExpertFfn: cublasGemmGroupedBatchedEx (") + what + ", " +
+            std::to_string(active) + " experts in " + std::to_string(groups) + " groups)");
+  };
 
-    // Gate and up, row-major G_e [r x I] = x_e [r x H] * W_e [I x H]^T (see LinearBf16): cuBLAS
-    // m = I, n = r, k = H, A = W_e (ld H, transposed), B = x_e (ld H), C = G_e (ld I).
-    KUBEMOE_RETURN_IF_ERROR(FromCublas(
-        cublasGemmGroupedBatchedEx(
-            handle_, trans_a.data(), trans_b.data(), intermediate.data(), group_rows_.data(),
-            hidden.data(), alpha.data(), fill.gu_a, CUDA_R_16BF, hidden.data(), fill.gu_b,
-            CUDA_R_16BF, hidden.data(), beta.data(), fill.gu_c, CUDA_R_16BF, intermediate.data(),
-            static_cast<int>(groups), gate_up_sizes.data(), CUBLAS_COMPUTE_32F),
-        "GroupedExpertFfn: cublasGemmGroupedBatchedEx (gate and up, " + std::to_string(active) +
-            " experts in " + std::to_string(groups) + " groups)"));
-  }
-
+  KUBEMOE_RETURN_IF_ERROR(products(intermediate_, hidden_, fill.gu_a, fill.gu_b, fill.gu_c,
+                                   /*per_expert=*/2, "gate and up"));
   KUBEMOE_RETURN_IF_ERROR(SiluMulBf16(gate_.as<uint16_t>(), up_.as<uint16_t>(),
                                       static_cast<size_t>(total_rows) * intermediate_, stream));
-
-  // Down, out_e [r x H] = act_e [r x I] * D_e [H x I]^T: m = H, n = r, k = I, A = D_e (ld I,
-  // transposed), B = act_e (ld I), C = out_e (ld H).
-  if (per_group_batched) {
-    int32_t first = 0;
-    for (size_t g = 0; g < groups; ++g) {
-      const int32_t count = group_experts_[g];
-      KUBEMOE_RETURN_IF_ERROR(FromCublas(
-          cublasGemmBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, hidden_, group_rows_[g],
-                              intermediate_, &one, fill.d_a + first, CUDA_R_16BF, intermediate_,
-                              fill.d_b + first, CUDA_R_16BF, intermediate_, &zero, fill.d_c + first,
-                              CUDA_R_16BF, hidden_, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "GroupedExpertFfn: cublasGemmBatchedEx (down, " + std::to_string(count) + " experts of " +
-              std::to_string(group_rows_[g]) + " rows)"));
-      first += count;
-    }
-    return Status::Ok();
-  }
-  const std::vector<cublasOperation_t> trans_a(groups, CUBLAS_OP_T);
-  const std::vector<cublasOperation_t> trans_b(groups, CUBLAS_OP_N);
-  const std::vector<float> alpha(groups, 1.0f);
-  const std::vector<float> beta(groups, 0.0f);
-  const std::vector<int> hidden(groups, hidden_);
-  const std::vector<int> intermediate(groups, intermediate_);
-  KUBEMOE_RETURN_IF_ERROR(FromCublas(
-      cublasGemmGroupedBatchedEx(
-          handle_, trans_a.data(), trans_b.data(), hidden.data(), group_rows_.data(),
-          intermediate.data(), alpha.data(), fill.d_a, CUDA_R_16BF, intermediate.data(), fill.d_b,
-          CUDA_R_16BF, intermediate.data(), beta.data(), fill.d_c, CUDA_R_16BF, hidden.data(),
-          static_cast<int>(groups), group_experts_.data(), CUBLAS_COMPUTE_32F),
-      "GroupedExpertFfn: cublasGemmGroupedBatchedEx (down, " + std::to_string(active) +
-          " experts in " + std::to_string(groups) + " groups)"));
-  return Status::Ok();
+  return products(hidden_, intermediate_, fill.d_a, fill.d_b, fill.d_c, /*per_expert=*/1,
+                  "down");
 }
 
 StatusOr<DenseGemmBf16> DenseGemmBf16::Create() {
