@@ -9,7 +9,8 @@
 #                                        # OpenBLAS, so only the CUDA runtime and cuBLAS are
 #                                        # needed there)
 #   bash scripts/gpu_checks.sh run       # on the GPU machine: writes logs and JSON under $OUT
-#                                        # (GPU_CHECKS_SKIP_TORCH=1 leaves out the PyTorch runs)
+#                                        # (GPU_CHECKS_SKIP_TORCH=1 leaves out the PyTorch runs;
+#                                        # GPU_CHECKS_BENCH_FILTER=text times only matching cases)
 #
 # The device machine has no project dependencies (gRPC, GoogleTest, ...), so the programs travel
 # prebuilt; `run` finds the CUDA 13 runtime and cuBLAS there.
@@ -70,7 +71,8 @@ run() {
   grep -B2 -A6 'Failure' "$out/harness.log" | head -60
 
   echo "== benchmark at DeepSeek-V2 sizes"
-  timeout 240 "$bin/kernel_ops_gpu" --repeats 10 --json "$out/bench.jsonl" 2>&1 | tee "$out/bench.md"
+  timeout 240 "$bin/kernel_ops_gpu" --repeats 10 --filter "${GPU_CHECKS_BENCH_FILTER:-}" \
+    --json "$out/bench.jsonl" 2>&1 | tee "$out/bench.md"
   echo "bench exit $?"
 
   if [ -n "${GPU_CHECKS_SKIP_TORCH:-}" ]; then
