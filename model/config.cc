@@ -1,138 +1,20 @@
 #include "model/config.h"
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "model/config_fields.h"
+#include "model/config_rope.h"
+
 namespace kubemoe {
 namespace {
 
+using config_internal::FieldReader;
 using nlohmann::json;
-
-constexpr int64_t kMaxDim = int64_t{1} << 32;  // generous upper bound for any size field
-
-// Reads typed fields from one JSON object, naming the field and the source in every error.
-class FieldReader {
- public:
-  FieldReader(const json& object, std::string_view source, std::string prefix = "")
-      : object_(object), source_(source), prefix_(std::move(prefix)) {}
-
-  Status Int(const char* name, int64_t* out, int64_t min, int64_t max = kMaxDim) const {
-    const json* value = Find(name);
-    if (value == nullptr) return Status::Ok();
-    if (!value->is_number_integer()) return Error(name, "must be an integer, got " + Describe(*value));
-    const int64_t v = value->is_number_unsigned() && value->get<uint64_t>() > uint64_t(INT64_MAX)
-                          ? INT64_MAX
-                          : value->get<int64_t>();
-    if (v < min || v > max) {
-      return Error(name, "must be in [" + std::to_string(min) + ", " + std::to_string(max) +
-                             "], got " + std::to_string(v));
-    }
-    *out = v;
-    return Status::Ok();
-  }
-
-  // An integer that may be null; `null_value` is what null means for a plain int64 field.
-  Status NullableInt(const char* name, int64_t* out, int64_t null_value, int64_t min) const {
-    const json* value = Find(name);
-    if (value != nullptr && value->is_null()) {
-      *out = null_value;
-      return Status::Ok();
-    }
-    return Int(name, out, min);
-  }
-
-  Status OptionalInt(const char* name, std::optional<int64_t>* out, int64_t min) const {
-    const json* value = Find(name);
-    if (value == nullptr) return Status::Ok();
-    if (value->is_null()) {
-      out->reset();
-      return Status::Ok();
-    }
-    int64_t v = 0;
-    KUBEMOE_RETURN_IF_ERROR(Int(name, &v, min, std::numeric_limits<int64_t>::max()));
-    *out = v;
-    return Status::Ok();
-  }
-
-  Status Double(const char* name, double* out, double min, double max) const {
-    const json* value = Find(name);
-    if (value == nullptr) return Status::Ok();
-    if (!value->is_number()) return Error(name, "must be a number, got " + Describe(*value));
-    const double v = value->get<double>();
-    if (!std::isfinite(v) || v < min || v > max) {
-      std::ostringstream message;
-      message << "must be in [" << min << ", " << max << "], got " << v;
-      return Error(name, message.str());
-    }
-    *out = v;
-    return Status::Ok();
-  }
-
-  Status Bool(const char* name, bool* out) const {
-    const json* value = Find(name);
-    if (value == nullptr) return Status::Ok();
-    if (!value->is_boolean()) return Error(name, "must be true or false, got " + Describe(*value));
-    *out = value->get<bool>();
-    return Status::Ok();
-  }
-
-  Status String(const char* name, std::string* out) const {
-    const json* value = Find(name);
-    if (value == nullptr) return Status::Ok();
-    if (!value->is_string()) return Error(name, "must be a string, got " + Describe(*value));
-    *out = value->get<std::string>();
-    return Status::Ok();
-  }
-
-  const json* Find(const char* name) const {
-    auto it = object_.find(name);
-    return it == object_.end() ? nullptr : &*it;
-  }
-
-  Status Error(const std::string& name, const std::string& problem) const {
-    return InvalidArgument(std::string(source_) + ": field \"" + prefix_ + name + "\" " + problem);
-  }
-
- private:
-  static std::string Describe(const json& value) {
-    std::string text = value.dump();
-    if (text.size() > 40) text = text.substr(0, 37) + "...";
-    return std::string(value.type_name()) + " " + text;
-  }
-
-  const json& object_;
-  std::string_view source_;
-  std::string prefix_;
-};
-
-Status ReadRopeScaling(const FieldReader& fields, ModelConfig* config) {
-  const json* value = fields.Find("rope_scaling");
-  if (value == nullptr || value->is_null()) return Status::Ok();
-  if (!value->is_object()) return fields.Error("rope_scaling", "must be an object or null");
-  FieldReader rope(*value, config->source, "rope_scaling.");
-  std::string type;
-  KUBEMOE_RETURN_IF_ERROR(rope.String("type", &type));
-  if (type.empty()) KUBEMOE_RETURN_IF_ERROR(rope.String("rope_type", &type));
-  if (type != "yarn") {
-    return rope.Error("type", "must be \"yarn\" (the only scaling DeepSeek-V2 uses), got \"" +
-                                  type + "\"");
-  }
-  YarnScaling yarn;
-  KUBEMOE_RETURN_IF_ERROR(rope.Double("factor", &yarn.factor, 1.0, 1e6));
-  KUBEMOE_RETURN_IF_ERROR(
-      rope.Int("original_max_position_embeddings", &yarn.original_max_position_embeddings, 1));
-  KUBEMOE_RETURN_IF_ERROR(rope.Double("beta_fast", &yarn.beta_fast, 0.0, 1e6));
-  KUBEMOE_RETURN_IF_ERROR(rope.Double("beta_slow", &yarn.beta_slow, 0.0, 1e6));
-  KUBEMOE_RETURN_IF_ERROR(rope.Double("mscale", &yarn.mscale, 0.0, 1e6));
-  KUBEMOE_RETURN_IF_ERROR(rope.Double("mscale_all_dim", &yarn.mscale_all_dim, 0.0, 1e6));
-  config->rope_scaling = yarn;
-  return Status::Ok();
-}
 
 // bos/eos may be an integer, null, or (in some configs) a list; we keep the first.
 // A token id, or a list of them (first -> *out, the rest -> *rest; a list is refused when rest
@@ -158,6 +40,39 @@ Status ReadTokenId(const FieldReader& fields, const char* name, std::optional<in
     return Status::Ok();
   }
   return fields.OptionalInt(name, out, 0);
+}
+
+// "torch_dtype" (transformers 4) or "dtype" (transformers 5); they must agree when both are set.
+Status ReadDtype(const FieldReader& f, std::string* out) {
+  std::string torch_dtype, dtype;
+  KUBEMOE_RETURN_IF_ERROR(f.String("torch_dtype", &torch_dtype));
+  KUBEMOE_RETURN_IF_ERROR(f.String("dtype", &dtype));
+  if (!torch_dtype.empty() && !dtype.empty() && torch_dtype != dtype) {
+    return InvalidArgument(std::string(f.source()) + ": fields \"torch_dtype\" (\"" + torch_dtype +
+                           "\") and \"dtype\" (\"" + dtype + "\") disagree; keep one of them");
+  }
+  if (!torch_dtype.empty() || !dtype.empty()) *out = torch_dtype.empty() ? dtype : torch_dtype;
+  return Status::Ok();
+}
+
+// Fields that ModelConfig has no place for but that would change what the model computes: a
+// config that sets them is refused by name rather than run as if they were absent. (Fields that
+// only matter for training, such as aux_loss_alpha, seq_aux or attention_dropout, and derived
+// ones transformers writes, such as head_dim and qk_head_dim, are ignored.)
+Status RefuseUnimplemented(const FieldReader& f) {
+  for (const char* name : {"quantization_config", "compression_config"}) {
+    const json* value = f.Find(name);
+    if (value != nullptr && !value->is_null()) {
+      return f.Error(name, "is set, but quantized checkpoints are not supported; use the "
+                           "unquantized (bf16, fp16 or fp32) checkpoint");
+    }
+  }
+  bool mlp_bias = false;  // transformers 5's DeepseekV2Config: biases on every MLP projection
+  KUBEMOE_RETURN_IF_ERROR(f.Bool("mlp_bias", &mlp_bias));
+  if (mlp_bias) {
+    return f.Error("mlp_bias", "must be false: the engine's MLPs and experts have no biases");
+  }
+  return Status::Ok();
 }
 
 Status ReadFields(const FieldReader& f, ModelConfig* c) {
@@ -186,8 +101,13 @@ Status ReadFields(const FieldReader& f, ModelConfig* c) {
   } else if (c->topk_method_name == "group_limited_greedy") {
     c->topk_method = TopkMethod::kGroupLimitedGreedy;
   } else {
-    return f.Error("topk_method", "must be \"greedy\" or \"group_limited_greedy\", got \"" +
-                                      c->topk_method_name + "\"");
+    std::string problem = "must be \"greedy\" or \"group_limited_greedy\", got \"" +
+                          c->topk_method_name + "\"";
+    if (c->topk_method_name == "noaux_tc") {
+      problem += " (DeepSeek-V3's bias-corrected routing with e_score_correction_bias, which the "
+                 "engine does not implement)";
+    }
+    return f.Error("topk_method", problem);
   }
   KUBEMOE_RETURN_IF_ERROR(f.NullableInt("n_group", &c->n_group, 1, 1));
   KUBEMOE_RETURN_IF_ERROR(f.NullableInt("topk_group", &c->topk_group, 1, 1));
@@ -216,11 +136,10 @@ Status ReadFields(const FieldReader& f, ModelConfig* c) {
       ReadTokenId(f, "eos_token_id", &c->eos_token_id, &c->extra_eos_token_ids));
   KUBEMOE_RETURN_IF_ERROR(ReadTokenId(f, "pad_token_id", &c->pad_token_id));
   KUBEMOE_RETURN_IF_ERROR(f.Bool("tie_word_embeddings", &c->tie_word_embeddings));
-  KUBEMOE_RETURN_IF_ERROR(f.Double("rope_theta", &c->rope_theta, 1e-6, 1e12));
-  KUBEMOE_RETURN_IF_ERROR(ReadRopeScaling(f, c));
+  KUBEMOE_RETURN_IF_ERROR(config_internal::ReadRope(f, c));  // after max_position_embeddings
   KUBEMOE_RETURN_IF_ERROR(f.Bool("attention_bias", &c->attention_bias));
-  KUBEMOE_RETURN_IF_ERROR(f.String("torch_dtype", &c->torch_dtype));
-  return Status::Ok();
+  KUBEMOE_RETURN_IF_ERROR(ReadDtype(f, &c->torch_dtype));
+  return RefuseUnimplemented(f);
 }
 
 std::string FieldError(const ModelConfig& c, const std::string& field, const std::string& problem) {

@@ -13,7 +13,8 @@
 
 namespace kubemoe {
 
-// YaRN RoPE scaling as DeepSeek-V2 configures it ("rope_scaling": {"type": "yarn", ...}).
+// YaRN RoPE scaling as DeepSeek-V2 configures it ("rope_scaling": {"type": "yarn", ...}, or in
+// transformers 5's form "rope_parameters": {"rope_type": "yarn", ...}).
 struct YarnScaling {
   double factor = 1.0;
   int64_t original_max_position_embeddings = 4096;
@@ -21,6 +22,8 @@ struct YarnScaling {
   double beta_slow = 1.0;
   double mscale = 1.0;
   double mscale_all_dim = 0.0;
+
+  bool operator==(const YarnScaling&) const = default;
 };
 
 enum class TopkMethod { kGreedy, kGroupLimitedGreedy };
@@ -69,10 +72,12 @@ struct ModelConfig {
   std::vector<int64_t> extra_eos_token_ids;
   std::optional<int64_t> pad_token_id;
   bool tie_word_embeddings = false;
+  // From "rope_theta" and "rope_scaling" (transformers 4, the original release) or
+  // "rope_parameters" (transformers 5); see ParseModelConfig.
   double rope_theta = 10000.0;
   std::optional<YarnScaling> rope_scaling;  // only "yarn" is supported
   bool attention_bias = false;
-  std::string torch_dtype;  // informational ("bfloat16", "float32", ...)
+  std::string torch_dtype;  // informational ("bfloat16", ...): "torch_dtype", or 5's "dtype"
 
   bool is_moe() const { return n_routed_experts > 0; }
   int64_t q_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
@@ -84,9 +89,21 @@ struct ModelConfig {
   int64_t NumMoeLayers() const;
 };
 
-// Parses and validates config.json text. `source` names the file in error messages. Unknown
-// fields are ignored (as transformers does); known fields of the wrong type or out of range are
-// errors that name the field and the source.
+// Parses and validates config.json text. `source` names the file in error messages. Known fields
+// of the wrong type or out of range are errors that name the field and the source.
+//
+// Both forms Hugging Face writes are read: transformers 4's (and the original release's)
+// "rope_theta" + "rope_scaling", and transformers 5's "rope_parameters" (with "rope_type" and the
+// theta inside). Where several fields state the same setting they must agree, or the error names
+// both.
+//
+// Fields it does not know are ignored, as transformers ignores them (training-only ones such as
+// seq_aux, derived ones such as head_dim). A known setting that would change the computation and
+// that the engine does not implement is an error naming the field, never silently dropped: a rope
+// type other than "yarn"/"default" or an unknown key inside the RoPE dicts, a topk_method other
+// than greedy/group_limited_greedy (e.g. DeepSeek-V3's "noaux_tc"), a scoring_func other than
+// softmax/sigmoid, hidden_act other than silu, a quantization_config, mlp_bias true.
+// docs/model-config.md lists them.
 StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_view source);
 
 // Reads `path` (a config.json, or a directory holding one) and parses it.

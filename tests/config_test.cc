@@ -1,4 +1,5 @@
-// Tests for model/config: the released DeepSeek-V2 configs, defaults, and field errors.
+// Tests for model/config: the released DeepSeek-V2 configs, transformers 5's form of them,
+// defaults, and field errors.
 #include "model/config.h"
 
 #include <gtest/gtest.h>
@@ -125,7 +126,160 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{R"({"model_type": "deepseek_v2", "n_routed_experts": 8, "num_experts_per_tok": 6,
                       "topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2})",
                   "fewer than num_experts_per_tok"},
-        BadConfig{R"({"model_type": "deepseek_v2", "vocab_size": 100})", "\"bos_token_id\""}));
+        BadConfig{R"({"model_type": "deepseek_v2", "vocab_size": 100})", "\"bos_token_id\""},
+        // Settings that change the computation and that the engine does not implement are refused
+        // by name, never ignored. (Every rope_parameters case, quantization_config and mlp_bias
+        // used to parse silently, the rope_parameters ones as plain RoPE with theta 10000.)
+        BadConfig{R"({"model_type": "deepseek_v2", "topk_method": "noaux_tc"})", "\"topk_method\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "scoring_func": "sqrtsoftplus"})",
+                  "\"scoring_func\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_scaling": {"rope_type": "dynamic",
+                      "factor": 2.0}})",
+                  "\"rope_scaling.rope_type\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_scaling": {"type": "yarn", "factor": 4.0,
+                      "short_factor": [1.0]}})",
+                  "\"rope_scaling.short_factor\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_scaling": {"type": "yarn"}})",
+                  "\"rope_scaling.factor\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": "yarn"})",
+                  "\"rope_parameters\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"rope_type": "linear",
+                      "rope_theta": 10000.0, "factor": 2.0}})",
+                  "\"rope_parameters.rope_type\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"rope_type": "llama3",
+                      "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}})",
+                  "\"rope_parameters.rope_type\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"rope_type": "yarn"}})",
+                  "\"rope_parameters.factor\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"rope_type": "yarn",
+                      "factor": 4.0, "attention_factor": 1.2}})",
+                  "\"rope_parameters.attention_factor\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"rope_type": "yarn",
+                      "factor": 4.0, "truncate": false}})",
+                  "\"rope_parameters.truncate\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"rope_type": "default",
+                      "partial_rotary_factor": 0.5}})",
+                  "\"rope_parameters.partial_rotary_factor\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"rope_type": "default",
+                      "factor": 4.0}})",
+                  "\"rope_parameters.factor\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"full_attention":
+                      {"rope_type": "yarn", "factor": 4.0}}})",
+                  "\"rope_parameters.full_attention\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "rope_parameters": {"type": "yarn",
+                      "rope_type": "default"}})",
+                  "\"rope_parameters.rope_type\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "quantization_config": {"quant_method": "fp8",
+                      "fmt": "e4m3", "weight_block_size": [128, 128]}})",
+                  "\"quantization_config\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "quantization_config": {}})",
+                  "\"quantization_config\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "mlp_bias": true})", "\"mlp_bias\""},
+        BadConfig{R"({"model_type": "deepseek_v2", "torch_dtype": "float32", "dtype": "bfloat16"})",
+                  "\"dtype\""}));
+
+// deepseek-v2-transformers5.json is what transformers 5.24's save_pretrained writes for
+// deepseek-v2.json (DeepseekV2Config(**that json, less auto_map)): "rope_parameters" (theta inside,
+// and the old "type" beside "rope_type") instead of "rope_theta" and "rope_scaling", "dtype" instead
+// of "torch_dtype", plus derived and training-only fields.
+TEST(ModelConfigTest, TransformersFiveReleasedConfigReadsAsTheOriginal) {
+  StatusOr<ModelConfig> original = LoadModelConfig(kConfigs + "deepseek-v2.json");
+  StatusOr<ModelConfig> saved_by_5 = LoadModelConfig(kConfigs + "deepseek-v2-transformers5.json");
+  ASSERT_TRUE(original.ok()) << original.status().ToString();
+  ASSERT_TRUE(saved_by_5.ok()) << saved_by_5.status().ToString();
+  ASSERT_TRUE(saved_by_5->rope_scaling.has_value());  // was silently plain RoPE
+  EXPECT_EQ(*saved_by_5->rope_scaling, *original->rope_scaling);
+  EXPECT_DOUBLE_EQ(saved_by_5->rope_theta, original->rope_theta);
+  EXPECT_EQ(saved_by_5->torch_dtype, "bfloat16");
+  EXPECT_EQ(ModelConfigToJson(*saved_by_5), ModelConfigToJson(*original));  // every field
+}
+
+// The released config's theta is the default, so this spells out a config whose every RoPE
+// field differs from its default, in both forms.
+TEST(ModelConfigTest, RopeParametersGiveTheSameRopeAsRopeThetaAndRopeScaling) {
+  const std::string base = R"({"model_type": "deepseek_v2", "max_position_embeddings": 8192, )";
+  const std::string yarn = R"("factor": 8.0, "original_max_position_embeddings": 1024,
+      "beta_fast": 16, "beta_slow": 2, "mscale": 0.9, "mscale_all_dim": 0.8)";
+  StatusOr<ModelConfig> four = ParseModelConfig(
+      base + R"("rope_theta": 500000.0, "rope_scaling": {"type": "yarn", )" + yarn + "}}", "4");
+  StatusOr<ModelConfig> five = ParseModelConfig(
+      base + R"("rope_parameters": {"rope_type": "yarn", "rope_theta": 500000, )" + yarn + "}}",
+      "5");
+  ASSERT_TRUE(four.ok()) << four.status().ToString();
+  ASSERT_TRUE(five.ok()) << five.status().ToString();
+  const YarnScaling expected{.factor = 8.0,
+                             .original_max_position_embeddings = 1024,
+                             .beta_fast = 16.0,
+                             .beta_slow = 2.0,
+                             .mscale = 0.9,
+                             .mscale_all_dim = 0.8};
+  for (const ModelConfig* c : {&*four, &*five}) {
+    EXPECT_DOUBLE_EQ(c->rope_theta, 500000.0) << c->source;
+    ASSERT_TRUE(c->rope_scaling.has_value()) << c->source;
+    EXPECT_EQ(*c->rope_scaling, expected) << c->source;
+  }
+  EXPECT_EQ(ModelConfigToJson(*five), ModelConfigToJson(*four));
+
+  // Plain RoPE with a theta of its own.
+  StatusOr<ModelConfig> plain = ParseModelConfig(
+      base + R"("rope_parameters": {"rope_type": "default", "rope_theta": 250000.0}})", "plain");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_DOUBLE_EQ(plain->rope_theta, 250000.0);
+  EXPECT_FALSE(plain->rope_scaling.has_value());
+
+  // transformers 5 fills a missing original_max_position_embeddings from max_position_embeddings.
+  StatusOr<ModelConfig> derived = ParseModelConfig(
+      base + R"("rope_parameters": {"rope_type": "yarn", "factor": 4.0}})", "derived");
+  ASSERT_TRUE(derived.ok()) << derived.status().ToString();
+  ASSERT_TRUE(derived->rope_scaling.has_value());
+  EXPECT_EQ(derived->rope_scaling->original_max_position_embeddings, 8192);
+  EXPECT_DOUBLE_EQ(derived->rope_theta, 10000.0);
+}
+
+TEST(ModelConfigTest, BothRopeFormsMustAgree) {
+  const std::string base = R"({"model_type": "deepseek_v2", )";
+  const std::string yarn4 = R"("rope_scaling": {"type": "yarn", "factor": 4.0,
+      "original_max_position_embeddings": 512})";
+  // Agreeing: fine (a config edited by hand, or written by one version and patched by another).
+  StatusOr<ModelConfig> agree = ParseModelConfig(
+      base + R"("rope_theta": 20000, )" + yarn4 + R"(, "rope_parameters": {"rope_type": "yarn",
+          "type": "yarn", "rope_theta": 20000.0, "factor": 4, "original_max_position_embeddings":
+          512, "beta_fast": null}})",
+      "agree.json");
+  ASSERT_TRUE(agree.ok()) << agree.status().ToString();
+  EXPECT_DOUBLE_EQ(agree->rope_theta, 20000.0);
+  ASSERT_TRUE(agree->rope_scaling.has_value());
+  EXPECT_DOUBLE_EQ(agree->rope_scaling->factor, 4.0);
+
+  struct Case {
+    std::string json;
+    std::vector<std::string> fields;  // each must be named in the error
+  };
+  const std::vector<Case> cases = {
+      {base + R"("rope_theta": 10000, "rope_parameters": {"rope_type": "default",
+          "rope_theta": 500000}})",
+       {"\"rope_theta\"", "\"rope_parameters.rope_theta\""}},
+      {base + R"("rope_scaling": {"type": "yarn", "factor": 4.0, "rope_theta": 1000,
+          "original_max_position_embeddings": 512}, "rope_parameters": {"rope_type": "yarn",
+          "factor": 4.0, "rope_theta": 2000, "original_max_position_embeddings": 512}})",
+       {"\"rope_scaling.rope_theta\"", "\"rope_parameters.rope_theta\""}},
+      {base + yarn4 + R"(, "rope_parameters": {"rope_type": "default"}})",
+       {"\"rope_scaling\"", "\"rope_parameters\""}},
+      {base + yarn4 + R"(, "rope_parameters": {"rope_type": "yarn", "factor": 8.0,
+          "original_max_position_embeddings": 512}})",
+       {"\"rope_scaling\"", "\"rope_parameters\""}},
+  };
+  for (const Case& c : cases) {
+    StatusOr<ModelConfig> config = ParseModelConfig(c.json, "both.json");
+    ASSERT_FALSE(config.ok()) << c.json;
+    EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(config.status().message().find("both.json"), std::string::npos);
+    for (const std::string& field : c.fields) {
+      EXPECT_NE(config.status().message().find(field), std::string::npos)
+          << field << " not in: " << config.status().message();
+    }
+  }
+}
 
 TEST(ModelConfigTest, MissingFileIsNotFound) {
   StatusOr<ModelConfig> config = LoadModelConfig(kConfigs + "no-such.json");
