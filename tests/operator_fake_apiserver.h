@@ -1,13 +1,17 @@
 // Test helper: runs tests/k8s/fake_apiserver.py (with the test venv's Python) for the lifetime of
-// a FakeApiServer object and gives a k8s::Client for it. Every wait is bounded.
+// a FakeApiServer object and gives a k8s::Client for it. Every wait is bounded. Where the venv is
+// missing, skipped() is true and error() says how to make it: KUBEMOE_REQUIRE_FAKE_APISERVER skips.
 #pragma once
 
+#include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -24,14 +28,20 @@ namespace kubemoe::testing {
 
 class FakeApiServer {
  public:
-  // Starts the server; ok() is false (and error() says why) when it did not come up in 15 s.
-  explicit FakeApiServer(double bookmark_interval = 1.0) {
+  // Starts the server with `python` (the build's test venv by default); ok() is false (and error()
+  // says why) when it did not come up in 15 s. skipped() is true, rather, when that Python or a
+  // package the server imports is missing: the test should GTEST_SKIP with error().
+  explicit FakeApiServer(double bookmark_interval = 1.0, std::string python = KUBEMOE_PYTHON) {
     dir_ = std::filesystem::temp_directory_path() /
            ("op-fake-apiserver-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
     std::filesystem::create_directories(dir_);
     std::string ready = (dir_ / "ready").string();
     std::string log = (dir_ / "server.log").string();
-    std::string python = KUBEMOE_PYTHON[0] != '\0' ? KUBEMOE_PYTHON : "python3";
+    if (python.empty() || ::access(python.c_str(), X_OK) != 0) {
+      skipped_ = true;
+      error_ = "the test venv's Python \"" + python + "\" is missing; make it with: " + kHowTo;
+      return;
+    }
     std::string script = std::string(KUBEMOE_SOURCE_DIR) + "/tests/k8s/fake_apiserver.py";
     std::string interval = std::to_string(bookmark_interval);
     pid_ = ::fork();
@@ -42,6 +52,7 @@ class FakeApiServer {
       ::execl(python.c_str(), python.c_str(), script.c_str(), "--host", "127.0.0.1", "--port", "0",
               "--ready-file", ready.c_str(), "--bookmark-interval", interval.c_str(),
               static_cast<char*>(nullptr));
+      std::fprintf(stderr, "cannot run %s: %s\n", python.c_str(), std::strerror(errno));
       ::_exit(127);
     }
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
@@ -50,6 +61,11 @@ class FakeApiServer {
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
         error_ = "fake apiserver exited early; log: " + Log();
+        if (error_.find("ModuleNotFoundError") != std::string::npos) {
+          skipped_ = true;  // a venv made before a package was added to its requirements
+          error_ = "the test venv lacks a package; update it with: " + std::string(kHowTo) + "\n" +
+                   error_;
+        }
         return;
       }
       if (std::chrono::steady_clock::now() > deadline) {
@@ -93,6 +109,8 @@ class FakeApiServer {
   }
 
   bool ok() const { return client_ != nullptr; }
+  // The server could not start because its Python tool is missing; error() says how to get it.
+  bool skipped() const { return skipped_; }
   const std::string& error() const { return error_; }
   const std::string& url() const { return url_; }
   k8s::Client& client() { return *client_; }
@@ -133,12 +151,23 @@ class FakeApiServer {
     return n;
   }
 
+  static constexpr char kHowTo[] = "bash scripts/setup.sh";
+
   std::filesystem::path dir_;
   pid_t pid_ = -1;
+  bool skipped_ = false;
   std::string url_;
   std::string error_;
   std::unique_ptr<k8s::Client> client_;
 };
+
+// In a test body or SetUp(): skips the test when `server`'s Python tool is missing, fails it when
+// the server did not start for another reason.
+#define KUBEMOE_REQUIRE_FAKE_APISERVER(server)                    \
+  do {                                                            \
+    if ((server).skipped()) GTEST_SKIP() << (server).error();     \
+    ASSERT_TRUE((server).ok()) << (server).error();               \
+  } while (0)
 
 // A YAML node as JSON: plain scalars become null/bool/integer/float where they read as one,
 // quoted scalars stay strings.

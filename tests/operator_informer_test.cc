@@ -24,7 +24,7 @@ json ConfigMap(const std::string& name) {
 
 class InformerTest : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_TRUE(server_.ok()) << server_.error(); }
+  void SetUp() override { KUBEMOE_REQUIRE_FAKE_APISERVER(server_); }
   FakeApiServer server_{/*bookmark_interval=*/0.2};
 };
 

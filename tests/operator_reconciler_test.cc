@@ -40,7 +40,7 @@ TEST(InvalidSpecStatusTest, DegradedAndKeepsTransitionTimes) {
 class ReconcilerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(server_.ok()) << server_.error();
+    KUBEMOE_REQUIRE_FAKE_APISERVER(server_);
     json crd = testing::LoadYamlFile("operator/crd/moemodels.kubemoe.io.yaml");
     auto made = server_.client().Raw("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd);
     ASSERT_TRUE(made.ok()) << made.error().ToString();

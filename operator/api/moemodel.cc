@@ -90,7 +90,8 @@ Status ParseModel(const json& spec, const std::string& default_name, ModelSpec& 
   for (const char* kind : {"pvc", "hostPath", "image"}) {
     StatusOr<const json*> one = Object(s, kind, "spec.model.source");
     if (!one.ok()) return one.status();
-    if ((*one)->empty()) continue;
+    // Present, even as {}, counts as set (the CRD's has()); {} then lacks its required field.
+    if (!s.contains(kind) || s[kind].is_null()) continue;
     ++set;
     const std::string path = std::string("spec.model.source.") + kind;
     std::string* out = nullptr;
@@ -183,8 +184,14 @@ Status ParseExperts(const json& spec, const ModelSpec& model, ExpertsSpec& e) {
         KUBEMOE_RETURN_IF_ERROR(Int32(list[i], "layer", path, 0, model.moe_layers - 1, layer));
         r.layer = layer;
       }
-      KUBEMOE_RETURN_IF_ERROR(
-          Int32(list[i], "replicas", path, 1, static_cast<int32_t>(devices), r.replicas));
+      KUBEMOE_RETURN_IF_ERROR(Int32(list[i], "replicas", path, 1, kMaxShards * 64, r.replicas));
+      // Checked after defaulting, as the CRD's rule sees it: the default 2 needs 2 devices.
+      if (r.replicas > devices) {
+        return InvalidArgument(path + ".replicas (" + std::to_string(r.replicas) +
+                               (list[i].contains("replicas") ? "" : ", the default") +
+                               ") must be <= spec.experts.shards x spec.experts.devicesPerShard (" +
+                               std::to_string(devices) + ")");
+      }
       e.redundant.push_back(r);
     }
   }
