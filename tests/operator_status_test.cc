@@ -92,6 +92,12 @@ TEST(ParseMoEModelTest, ErrorsNameTheFieldPath) {
   j = Minimal();
   j["spec"]["resources"] = {{"requests", "true"}};  // found by moemodel_fuzz
   EXPECT_EQ(ParseError(j), "spec.resources.requests must be a map of resource quantities");
+  j = Minimal();
+  j["spec"]["router"]["resources"] = {{"limits", {{"cpu", "2"}, {"memory", "lots"}}}};
+  EXPECT_THAT(ParseError(j), HasSubstr("spec.router.resources.limits.memory: invalid quantity \"lots\""));
+  j = Minimal();
+  j["spec"]["resources"] = {{"requests", {{"cpu", "1000m"}, {"memory", 1e9}}}};
+  EXPECT_TRUE(ParseMoEModel(j).ok()) << "quantities in any suffix, or numbers";
   EXPECT_THAT(ParseError(json::array()), HasSubstr("must be a JSON object"));
 }
 

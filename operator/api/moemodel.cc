@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/api/json_fields.h"
+#include "operator/k8s/quantity.h"
 
 namespace kubemoe::op {
 
@@ -26,8 +27,8 @@ constexpr int32_t kMaxDevicesPerShard = 64;
 constexpr int32_t kMaxExperts = 4096;
 constexpr int32_t kMaxLayers = 1024;
 
-// core/v1 ResourceRequirements: limits and requests map resource names to quantities. The API
-// server checks quantities; this keeps the shape the object builders rely on.
+// core/v1 ResourceRequirements: limits and requests map resource names to quantities: the shape
+// the object builders rely on, and quantities the API server will accept.
 Status CheckResources(const json& resources, const std::string& path) {
   if (!resources.is_object()) return InvalidArgument(path + " must be an object");
   for (const char* key : {"limits", "requests"}) {
@@ -39,6 +40,13 @@ Status CheckResources(const json& resources, const std::string& path) {
     for (auto it = map.begin(); it != map.end(); ++it) {
       if (!it.value().is_string() && !it.value().is_number()) {
         return InvalidArgument(path + "." + key + "." + it.key() + " must be a quantity");
+      }
+      // Caught here, the error is the object's InvalidSpec status, not an apply the API server
+      // refuses on every retry.
+      StatusOr<k8s::Quantity> quantity = k8s::Quantity::Parse(
+          it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+      if (!quantity.ok()) {
+        return InvalidArgument(path + "." + key + "." + it.key() + ": " + quantity.status().message());
       }
     }
   }

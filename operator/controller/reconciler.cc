@@ -113,7 +113,16 @@ ReconcileResult Reconciler::Reconcile(const std::string& key) {
       const std::string name = object["metadata"].value("name", "");
       ObjectPtr current = cache->second->Get(model->metadata.namespace_ + "/" + name);
       std::string difference = "(absent)";
-      if (current != nullptr && IsSemanticSubset(object, *current, &difference)) continue;
+      if (current != nullptr) {
+        StatusOr<bool> same = IsSemanticSubset(object, *current, &difference);
+        if (!same.ok()) {
+          result.outcome = ReconcileResult::Outcome::kError;
+          result.message = kind + " " + model->metadata.namespace_ + "/" + name + ": " +
+                           same.status().message();
+          return result;
+        }
+        if (*same) continue;
+      }
       {
         // The caches may lag a deletion of the owner (whose children the garbage collector then
         // removes): an apply would re-create a child of a deleted owner, since server-side apply

@@ -12,7 +12,8 @@ that change nothing are not stored, status subresource split (the main endpoint 
 status, /status keeps everything else, create drops status), finalizers and deletionTimestamp,
 ownerReference garbage collection (synchronous: Background deletes the owner then its
 dependents, Foreground the dependents first, Orphan strips the ownerReferences), namespace
-deletion removes the namespace's objects, CRD deletion removes the CRD's objects.
+deletion removes the namespace's objects, CRD deletion removes the CRD's objects, quantity
+fields of built-in kinds stored in canonical form ("1000m" as "1"; quantity.py).
 """
 
 import base64
@@ -24,6 +25,7 @@ import re
 import threading
 import uuid
 
+import quantity
 import resources
 import schema as crd_schema
 
@@ -226,12 +228,17 @@ class Store:
         return copy.deepcopy(obj)
 
     def _admit(self, res, obj, name):
-        """Defaulting, pruning and schema validation for custom resources."""
+        """Canonical quantities for built-in kinds; defaulting, pruning and validation for custom resources."""
         if res.kind == "Secret" and obj.get("stringData"):  # write-only field, folded into data
             data = obj.setdefault("data", {})
             for k, v in obj.pop("stringData").items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
         if not res.crd_name:
+            if res.key != resources.CRD_KEY:
+                try:  # decoded into Go types and written back: quantities come out canonical
+                    quantity.canonicalize_fields(obj)
+                except quantity.QuantityError as e:
+                    raise ApiError(400, "BadRequest", f"{res.kind} \"{name}\": {e}") from None
             return
         version = obj.get("apiVersion", "").split("/")[-1]
         spec_schema = res.schemas.get(version) or res.schemas.get(res.versions[0]) or {}
