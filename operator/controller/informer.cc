@@ -58,16 +58,6 @@ ObjectPtr Informer::Get(const std::string& key) const {
   return it == cache_.end() ? nullptr : it->second;
 }
 
-bool Informer::ReplaceIfUnchanged(const std::string& expected_rv, ObjectPtr object) {
-  std::string key = KeyOf(*object);
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = cache_.find(key);
-  std::string cached_rv = it == cache_.end() ? "" : ResourceVersionOf(*it->second);
-  if (cached_rv != expected_rv) return false;
-  cache_[key] = std::move(object);
-  return true;
-}
-
 std::vector<ObjectPtr> Informer::List() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<ObjectPtr> out;

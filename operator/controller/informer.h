@@ -5,7 +5,9 @@
 // and the differences a relist finds) is passed to the handler, on the informer's thread.
 //
 // Objects in the cache are immutable snapshots shared by pointer: readers keep them as long as
-// they like without copying or locking.
+// they like without copying or locking. Only the informer's own list and watch change the cache,
+// in the order the server sent them, so it never goes back to an older object; as in
+// controller-runtime, a writer sees its own write when the watch delivers it, not before.
 #pragma once
 
 #include <atomic>
@@ -62,11 +64,6 @@ class Informer {
 
   // The cached object "namespace/name" (or "name" when cluster-scoped); null when absent.
   ObjectPtr Get(const std::string& key) const;
-  // Stores `object` (what a write just returned) under its key if the cached entry still has
-  // resourceVersion `expected_rv` ("" = no entry), so the next reconcile sees its own write
-  // without waiting for the watch event. Returns whether it stored. The watch event for the
-  // same write later replaces it with an equal object.
-  bool ReplaceIfUnchanged(const std::string& expected_rv, ObjectPtr object);
   // Every cached object.
   std::vector<ObjectPtr> List() const;
   // Number of list requests that succeeded (1 after the first sync; more after relists).

@@ -68,8 +68,6 @@ ReconcileResult Reconciler::WriteStatus(const json& live, const json& status, Re
   auto put = client_.Update(k8s::MoEModels(), ns, name, body, "status");
   if (!put.ok()) return Failed(put.error(), "update status of " + ns + "/" + name, result.writes);
   ++result.writes;
-  caches_.models->ReplaceIfUnchanged(live["metadata"].value("resourceVersion", ""),
-                                     std::make_shared<const json>(*put));
   StatusOr<MoEModelStatus> before = ParseMoEModelStatus(old_status);
   StatusOr<MoEModelStatus> after = ParseMoEModelStatus(status);
   if (before.ok() && after.ok()) {
@@ -142,9 +140,6 @@ ReconcileResult Reconciler::Reconcile(const std::string& key) {
         return Failed(applied.error(), "apply " + kind + " " + model->metadata.namespace_ + "/" + name,
                       result.writes);
       }
-      cache->second->ReplaceIfUnchanged(
-          current == nullptr ? "" : (*current)["metadata"].value("resourceVersion", ""),
-          std::make_shared<const json>(std::move(*applied)));
       std::cerr << "reconcile " << key << ": applied " << kind << " " << name << " (differs at "
                 << difference << ")\n";
       ++result.writes;

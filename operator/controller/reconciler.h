@@ -2,6 +2,11 @@
 // what should exist with the pure functions of operator/api/reconcile.h, and write only the
 // differences (server-side apply for children, the status subresource for status, Events for
 // condition transitions). A steady state therefore costs no API writes.
+//
+// The caches are read, never written (they are the informers' alone, as in controller-runtime).
+// A cache that has not yet seen one of our writes can make the next pass apply again (a no-op
+// on the server) or PUT status with an old resourceVersion (a Conflict, retried); it can never
+// make a pass act on an object older than one the cache already held.
 #pragma once
 
 #include <chrono>
