@@ -9,19 +9,13 @@
 
 #include "common/metrics.h"
 #include "operator/controller/controller.h"
-#include "operator_fake_apiserver.h"
+#include "operator_reconciler_fixture.h"
 
 namespace kubemoe::op {
 namespace {
 
 using nlohmann::json;
-using testing::FakeApiServer;
 using testing::WaitUntil;
-
-double Successes(const ControllerMetrics& m) {
-  auto child = m.reconcile_total->WithLabels({"success"});
-  return child.ok() ? (*child)->Value() : -1;
-}
 
 TEST(InvalidSpecStatusTest, DegradedAndKeepsTransitionTimes) {
   json first = InvalidSpecStatus(json::object(), 3, "spec.experts.shards must be >= 1", "T1");
@@ -37,25 +31,7 @@ TEST(InvalidSpecStatusTest, DegradedAndKeepsTransitionTimes) {
   EXPECT_EQ(again, first);
 }
 
-class ReconcilerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    KUBEMOE_REQUIRE_FAKE_APISERVER(server_);
-    json crd = testing::LoadYamlFile("operator/crd/moemodels.kubemoe.io.yaml");
-    auto made = server_.client().Raw("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd);
-    ASSERT_TRUE(made.ok()) << made.error().ToString();
-    model_ = testing::LoadYamlFile("manifests/samples/tiny-cpu.yaml");
-    model_["metadata"]["namespace"] = "default";
-    auto metrics = ControllerMetrics::Register(registry_);
-    ASSERT_TRUE(metrics.ok()) << metrics.status().ToString();
-    metrics_ = *metrics;
-  }
-
-  FakeApiServer server_;
-  json model_;
-  metrics::Registry registry_;
-  ControllerMetrics metrics_;
-};
+using ReconcilerTest = ReconcilerFixture;
 
 TEST_F(ReconcilerTest, ConvergesRepairsDriftAndWritesNothingOnResync) {
   // The CRD becomes servable asynchronously on a real server; poll.

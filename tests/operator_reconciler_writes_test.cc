@@ -13,19 +13,13 @@
 #include "common/metrics.h"
 #include "operator/controller/controller.h"
 #include "operator/controller/reconciler.h"
-#include "operator_fake_apiserver.h"
+#include "operator_reconciler_fixture.h"
 
 namespace kubemoe::op {
 namespace {
 
 using nlohmann::json;
-using testing::FakeApiServer;
 using testing::WaitUntil;
-
-double Successes(const ControllerMetrics& m) {
-  auto child = m.reconcile_total->WithLabels({"success"});
-  return child.ok() ? (*child)->Value() : -1;
-}
 
 int64_t RvOf(const json& object) {
   return std::stoll(object["metadata"].value("resourceVersion", "0"));
@@ -36,29 +30,12 @@ class NoEvents final : public EventRecorder {
   void Record(const json&, const EventSpec&) override {}
 };
 
-class ReconcilerWritesTest : public ::testing::Test {
+class ReconcilerWritesTest : public ReconcilerFixture {
  protected:
-  void SetUp() override {
-    KUBEMOE_REQUIRE_FAKE_APISERVER(server_);
-    json crd = testing::LoadYamlFile("operator/crd/moemodels.kubemoe.io.yaml");
-    auto made = server_.client().Raw("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd);
-    ASSERT_TRUE(made.ok()) << made.error().ToString();
-    model_ = testing::LoadYamlFile("manifests/samples/tiny-cpu.yaml");
-    model_["metadata"]["namespace"] = "default";
-    auto metrics = ControllerMetrics::Register(registry_);
-    ASSERT_TRUE(metrics.ok()) << metrics.status().ToString();
-    metrics_ = *metrics;
-  }
-
   void CreateModel() {
     ASSERT_TRUE(WaitUntil([&] { return server_.client().Create(k8s::MoEModels(), "default", model_).ok(); }))
         << server_.Log();
   }
-
-  FakeApiServer server_;
-  json model_;
-  metrics::Registry registry_;
-  ControllerMetrics metrics_;
 };
 
 TEST_F(ReconcilerWritesTest, NonCanonicalQuantitiesCauseNoWritesOnResync) {
