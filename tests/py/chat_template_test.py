@@ -24,14 +24,9 @@ import tempfile
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from checks import check, results
 
-results = {"passed": 0, "failed": 0}
 
-
-def check(name, ok, detail=""):
-    results["passed" if ok else "failed"] += 1
-    if not ok:
-        print(f"FAIL {name}: {detail}")
 
 
 def tool_binary():

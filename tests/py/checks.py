@@ -7,12 +7,14 @@ results = {"passed": 0, "failed": 0}
 
 
 def check(name, condition, detail=""):
-    """Counts one check; a failure prints its name and `detail` and fails the test at the end."""
+    """Counts one check; a failure prints its name and `detail` and fails the test at the end.
+    Returns the condition, so a test can stop when later checks depend on this one."""
     if condition:
         results["passed"] += 1
     else:
         results["failed"] += 1
         print(f"FAIL {name}: {detail}", flush=True)
+    return condition
 
 
 def free_port():

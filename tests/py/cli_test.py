@@ -11,19 +11,12 @@ import tempfile
 
 from deepseek_v2_tensors import parameter_count
 from tokenizers import Tokenizer
+from checks import check, results
 
 KUBEMOE = os.environ["KUBEMOE_BIN"]
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(SOURCE, "data", "configs")
-results = {"passed": 0, "failed": 0}
 
-
-def check(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name}: {detail}")
 
 
 def run(*args):

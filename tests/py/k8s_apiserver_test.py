@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "k8s"))
 
 from testing import FakeApiServer, kubectl_path  # noqa: E402
+from checks import check, results
 
 TESTDATA = os.path.join(ROOT, "tests", "k8s", "testdata")
 NS = "moe-test"
@@ -33,15 +34,7 @@ MOE = f"/apis/kubemoe.io/v1alpha1/namespaces/{NS}/moemodels"
 CM = "/api/v1/namespaces/default/configmaps"
 STS = "/apis/apps/v1/namespaces/default/statefulsets"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-results = {"passed": 0, "failed": 0}
 
-
-def check(name, ok, detail=""):
-    if ok:
-        results["passed"] += 1
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name}: {detail}")
 
 
 def table_rows(text):

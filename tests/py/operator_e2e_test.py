@@ -20,27 +20,19 @@ import urllib.request
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "k8s"))
 from testing import FakeApiServer, kubectl_path  # noqa: E402
+from checks import check, results
 
 OPERATOR = os.environ["KUBEMOE_OPERATOR_BIN"]
 CRD = os.path.join(SOURCE, "operator", "crd", "moemodels.kubemoe.io.yaml")
 SAMPLE = os.path.join(SOURCE, "manifests", "samples", "tiny-cpu.yaml")
 NS = "default"
 T0 = time.monotonic()
-results = {"passed": 0, "failed": 0}
 processes = []
 
 
 def log(msg):
     print(f"[{time.monotonic() - T0:5.1f}s] {msg}", flush=True)
 
-
-def check(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name}: {detail}", flush=True)
-    return condition
 
 
 def poll(what, fn, timeout=15.0, interval=0.2):

@@ -14,17 +14,10 @@ import numpy as np
 from safetensors import deserialize, safe_open
 
 from deepseek_v2_tensors import expected_tensors
+from checks import check, results
 
 KUBEMOE = os.environ["KUBEMOE_BIN"]
-results = {"passed": 0, "failed": 0}
 
-
-def check(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name}: {detail}")
 
 
 def make_model(out_dir, *args):
