@@ -6,9 +6,14 @@
 // Bound: per position, max |ours - ref| / max |ref| <= 1e-4. The bf16 fixture's reference is the
 // f32 forward of the bf16-rounded weights, and we widen bf16 to f32 exactly, so the same bound
 // applies to it.
+//
+// The fixtures are listed by name (kExpectedFixtures). A listed fixture that is missing or lacks
+// one of its files fails the test, and so does a directory that is not listed: each fixture covers
+// a branch no other covers, so none may silently drop out.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/engine.h"
@@ -30,14 +36,41 @@ namespace fs = std::filesystem;
 
 constexpr double kBound = 1e-4;
 
+// Every fixture tools/make_transformers_fixtures.py writes (its FIXTURES list), with what it alone
+// covers; tools/README-fixtures.md describes each.
+constexpr std::array<std::string_view, 10> kExpectedFixtures = {
+    "dense2_shared2_tied",       // first_k_dense_replace 2, two shared experts, tied embeddings
+    "greedy_qproj",              // greedy routing, plain q_proj
+    "group_limited_qlora",       // group_limited_greedy, q_lora_rank, routed_scaling_factor 2.5
+    "group_limited_qlora_bf16",  // BF16 checkpoint
+    "moe_freq2",                 // moe_layer_freq 2: dense layers between MoE layers
+    "norm_topk_top3",            // norm_topk_prob: renormalised weights, no scaling factor
+    "rms_eps_1e5_qlora",         // rms_norm_eps 1e-5 (latent norms keep 1e-6)
+    "yarn_all_moe",              // YaRN factor 4 without mscale, every layer MoE
+    "yarn_mscale_ratio_tf5",     // transformers 5 config.json, YaRN mscale 1 / mscale_all_dim 0.707
+    "yarn_mscale_v2",            // YaRN as released V2: factor 40, mscale = mscale_all_dim = 0.707
+};
+
+// The files each fixture directory must hold.
+constexpr std::array<std::string_view, 5> kFixtureFiles = {"config.json", "generation_config.json",
+                                                           "model.safetensors", "reference.json",
+                                                           "reference.safetensors"};
+
+fs::path FixtureRoot() { return fs::path(KUBEMOE_SOURCE_DIR) / "tests" / "data" / "transformers"; }
+
+// What is wrong with the fixture directory `dir`; empty when it holds every file.
+std::string MissingFiles(const fs::path& dir) {
+  if (!fs::is_directory(dir)) return dir.string() + " does not exist";
+  std::string missing;
+  for (std::string_view file : kFixtureFiles) {
+    if (!fs::is_regular_file(dir / file)) missing += " " + std::string(file);
+  }
+  return missing.empty() ? "" : dir.string() + " lacks" + missing;
+}
+
 std::vector<fs::path> FixtureDirs() {
   std::vector<fs::path> dirs;
-  const fs::path root = fs::path(KUBEMOE_SOURCE_DIR) / "tests" / "data" / "transformers";
-  if (!fs::exists(root)) return dirs;
-  for (const auto& entry : fs::directory_iterator(root)) {
-    if (fs::exists(entry.path() / "reference.json")) dirs.push_back(entry.path());
-  }
-  std::sort(dirs.begin(), dirs.end());
+  for (std::string_view name : kExpectedFixtures) dirs.push_back(FixtureRoot() / name);
   return dirs;
 }
 
@@ -108,9 +141,20 @@ void ExpectRouting(const Fixture& f, int p, int layer, const LayerRouting& ours,
 class TransformersFixtureTest : public ::testing::TestWithParam<fs::path> {};
 
 TEST_P(TransformersFixtureTest, LogitsRoutingAndGreedyContinuations) {
+  // A missing fixture is a broken checkout or generator, not a reason to skip.
+  const std::string missing = MissingFiles(GetParam());
+  ASSERT_EQ(missing, "") << "regenerate with tools/make_transformers_fixtures.py "
+                            "(tools/README-fixtures.md)";
   Fixture f = LoadFixture(GetParam());
   ASSERT_TRUE(f.model && f.arrays);
+  ASSERT_EQ(f.ref["config_name"].get<std::string>(), f.name);
   const ModelConfig& c = f.model->config();
+  // The engine's dense/MoE split (the moe_layer_freq rule) must be the reference's.
+  std::vector<int> engine_moe_layers;
+  for (int layer = 0; layer < static_cast<int>(c.num_hidden_layers); ++layer) {
+    if (c.IsMoeLayer(layer)) engine_moe_layers.push_back(layer);
+  }
+  ASSERT_EQ(engine_moe_layers, f.ref["moe_layers"].get<std::vector<int>>()) << f.name;
   const auto vocab = static_cast<size_t>(c.vocab_size);
   const auto& prompts = f.ref["prompts"];
   const auto& generated = f.ref["generated"];
@@ -184,11 +228,31 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, TransformersFixtureTest, ::testing::ValuesIn(
                          [](const auto& param_info) {
                            return param_info.param.filename().string();
                          });
-GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(TransformersFixtureTest);
 
-TEST(TransformersFixtures, Present) {
+TEST(TransformersFixtures, ExactlyTheExpectedFixturesArePresent) {
   // The fixtures are committed; their absence means a broken checkout, not a skip.
-  EXPECT_FALSE(FixtureDirs().empty());
+  for (const fs::path& dir : FixtureDirs()) EXPECT_EQ(MissingFiles(dir), "");
+  // A directory the list does not name would go untested: add it to kExpectedFixtures.
+  ASSERT_TRUE(fs::is_directory(FixtureRoot())) << FixtureRoot();
+  for (const auto& entry : fs::directory_iterator(FixtureRoot())) {
+    const std::string name = entry.path().filename().string();
+    EXPECT_TRUE(std::find(kExpectedFixtures.begin(), kExpectedFixtures.end(), name) !=
+                kExpectedFixtures.end())
+        << entry.path() << " is not in kExpectedFixtures";
+  }
+}
+
+TEST(TransformersFixtures, Transformers5ConfigForm) {
+  // yarn_mscale_ratio_tf5 must stay in transformers 5's form, or it covers nothing new.
+  std::ifstream in(FixtureRoot() / "yarn_mscale_ratio_tf5" / "config.json");
+  ASSERT_TRUE(in) << "yarn_mscale_ratio_tf5/config.json is missing";
+  const nlohmann::json config = nlohmann::json::parse(in);
+  EXPECT_FALSE(config.contains("rope_scaling"));
+  EXPECT_FALSE(config.contains("rope_theta"));
+  ASSERT_TRUE(config.contains("rope_parameters"));
+  EXPECT_EQ(config["rope_parameters"].value("rope_type", ""), "yarn");
+  EXPECT_TRUE(config["rope_parameters"].contains("rope_theta"));
+  EXPECT_NE(config["rope_parameters"].value("mscale_all_dim", 0.0), 0.0);
 }
 
 }  // namespace

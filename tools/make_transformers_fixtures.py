@@ -4,8 +4,12 @@ DeepseekV2ForCausalLM and records what transformers computes on them.
 
 The C++ inference engine is tested against these files: same weights, same
 prompts, and it must reproduce the logits, the greedy continuations and the
-expert routing. Every config stays inside the subset where transformers agrees
-with the original DeepSeek-V2 modelling code (see tools/README-fixtures.md).
+expert routing. The reference is the original DeepSeek-V2 modelling code's
+semantics: transformers 4.54 where it agrees with the original, and transformers
+with three small documented patches where it does not (YaRN's mscale_all_dim
+softmax factor, norm_topk_prob, moe_layer_freq; see install_original_semantics
+and the "Patches" section of tools/README-fixtures.md). An independent float64
+forward written here (original_forward) must agree with every fixture.
 
 Run with the fixture venv (tools/requirements-fixtures.txt):
   HF_HUB_OFFLINE=1 .venv-fixtures/bin/python tools/make_transformers_fixtures.py
@@ -30,6 +34,7 @@ import safetensors.torch  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import DeepseekV2Config, DeepseekV2ForCausalLM  # noqa: E402
+from transformers.models.deepseek_v2 import modeling_deepseek_v2  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 OUT_ROOT = REPO / "tests" / "data" / "transformers"
@@ -58,8 +63,9 @@ BASE = dict(
     bos_token_id=BOS,
     eos_token_id=EOS,
     aux_loss_alpha=0.001,
-    # Not read by transformers 4.54 (it has no moe_layer_freq and only softmax
-    # scoring); written so config.json states the original code's meaning.
+    # transformers 4.54 reads neither (it has no moe_layer_freq and only softmax
+    # scoring); written so config.json states the original code's meaning. The
+    # moe_layer_freq patch (install_original_semantics) reads moe_layer_freq.
     moe_layer_freq=1,
     scoring_func="softmax",
     norm_topk_prob=False,
@@ -149,7 +155,185 @@ FIXTURES = [
                           "mscale_all_dim": 0.0},
         ),
     ),
+    # The fixtures below reach configs where transformers 4.54 and the original code
+    # differ; install_original_semantics patches transformers to the original.
+    dict(
+        name="yarn_mscale_v2",
+        covers="YaRN as released DeepSeek-V2 sets it (factor 40, mscale 0.707, mscale_all_dim "
+        "0.707, beta_fast 32, beta_slow 1), scaled down to original_max_position_embeddings 128 "
+        "and max_position_embeddings 5120 = 40 * 128; cos/sin factor 1, softmax scale times "
+        "get_mscale(40, 0.707)^2 = 1.5896 as in the original (transformers 4.54 patched: "
+        "softmax_scale); the third prompt and its continuation run past position 128; q_lora_rank "
+        "set, one dense layer then MoE, f32",
+        dtype="float32",
+        patches=["softmax_scale"],
+        prompt_lengths=(5, 9, 140),
+        config=dict(
+            vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            q_lora_rank=16, kv_lora_rank=16, n_routed_experts=8, num_experts_per_tok=2,
+            moe_intermediate_size=16, n_shared_experts=1, first_k_dense_replace=1,
+            topk_method="greedy", n_group=1, topk_group=1, routed_scaling_factor=1.0,
+            tie_word_embeddings=False,
+            # transformers 4.54 replaces factor by max_position_embeddings /
+            # original_max_position_embeddings; 5120 / 128 = 40 keeps them equal.
+            max_position_embeddings=5120,
+            rope_scaling={"type": "yarn", "factor": 40.0, "original_max_position_embeddings": 128,
+                          "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 0.707,
+                          "mscale_all_dim": 0.707},
+        ),
+    ),
+    dict(
+        name="yarn_mscale_ratio_tf5",
+        covers="config.json in transformers 5's form: rope_parameters (rope_type yarn, rope_theta "
+        "and the YaRN keys) and neither rope_theta nor rope_scaling (rewritten after "
+        "save_pretrained, see tools/README-fixtures.md); YaRN factor 40 with mscale 1 and "
+        "mscale_all_dim 0.707, so the cos/sin factor is get_mscale(40, 1) / get_mscale(40, 0.707) "
+        "= 1.0857 and the softmax scale is times 1.5896 (transformers 4.54 patched: "
+        "softmax_scale); original_max_position_embeddings 64, max_position_embeddings 2560, third "
+        "prompt runs past position 64; group_limited_greedy (12 experts, n_group 4, topk_group 2), "
+        "routed_scaling_factor 1.5, plain q_proj, f32",
+        dtype="float32",
+        config_format="transformers5",
+        patches=["softmax_scale"],
+        prompt_lengths=(5, 9, 60),
+        config=dict(
+            vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+            q_lora_rank=None, kv_lora_rank=16, n_routed_experts=12, num_experts_per_tok=2,
+            moe_intermediate_size=16, n_shared_experts=1, first_k_dense_replace=1,
+            topk_method="group_limited_greedy", n_group=4, topk_group=2,
+            routed_scaling_factor=1.5, tie_word_embeddings=False,
+            max_position_embeddings=2560,
+            rope_scaling={"type": "yarn", "factor": 40.0, "original_max_position_embeddings": 64,
+                          "beta_fast": 32.0, "beta_slow": 1.0, "mscale": 1.0,
+                          "mscale_all_dim": 0.707},
+        ),
+    ),
+    dict(
+        name="norm_topk_top3",
+        covers="norm_topk_prob true with top-3 of 10 (greedy): the original renormalises the three "
+        "weights to sum 1 (plus 1e-20) and then does not apply routed_scaling_factor (2.5 here); "
+        "transformers 4.54 ignores norm_topk_prob and always scales (patched: norm_topk_prob); "
+        "q_lora_rank set, one dense layer then MoE, f32",
+        dtype="float32",
+        patches=["norm_topk_prob"],
+        prompt_lengths=(5, 9, 13),
+        config=dict(
+            vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+            q_lora_rank=16, kv_lora_rank=16, n_routed_experts=10, num_experts_per_tok=3,
+            moe_intermediate_size=16, n_shared_experts=1, first_k_dense_replace=1,
+            topk_method="greedy", n_group=1, topk_group=1, routed_scaling_factor=2.5,
+            norm_topk_prob=True, tie_word_embeddings=False,
+        ),
+    ),
+    dict(
+        name="moe_freq2",
+        covers="moe_layer_freq 2 with first_k_dense_replace 1 over 5 layers: layers 2 and 4 are "
+        "MoE, layers 0, 1 and 3 dense (original rule: layer >= first_k_dense_replace and layer % "
+        "moe_layer_freq == 0; transformers 4.54 ignores moe_layer_freq, patched: moe_layer_freq); "
+        "dense layers hold mlp.{gate,up,down}_proj with intermediate_size 48; plain q_proj, f32",
+        dtype="float32",
+        patches=["moe_layer_freq"],
+        prompt_lengths=(5, 9, 13),
+        config=dict(
+            vocab_size=256, hidden_size=32, intermediate_size=48, num_hidden_layers=5,
+            q_lora_rank=None, kv_lora_rank=16, n_routed_experts=8, num_experts_per_tok=2,
+            moe_intermediate_size=16, n_shared_experts=1, first_k_dense_replace=1,
+            moe_layer_freq=2, topk_method="greedy", n_group=1, topk_group=1,
+            routed_scaling_factor=1.0, tie_word_embeddings=False,
+        ),
+    ),
 ]
+
+
+def yarn_get_mscale(factor, mscale):
+    # The original code's yarn_get_mscale.
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def original_moe_layer(config, layer):
+    """The original code's rule: a layer is MoE iff n_routed_experts is set,
+    layer >= first_k_dense_replace and layer % moe_layer_freq == 0."""
+    return (config.n_routed_experts is not None and layer >= config.first_k_dense_replace
+            and layer % getattr(config, "moe_layer_freq", 1) == 0)
+
+
+def original_softmax_scale(config):
+    """The original attention's softmax_scale: q_head_dim^-0.5, times
+    yarn_get_mscale(factor, mscale_all_dim)^2 when YaRN sets a non-zero mscale_all_dim."""
+    scale = (config.qk_nope_head_dim + config.qk_rope_head_dim) ** -0.5
+    rs = config.rope_scaling
+    if rs is not None and rs.get("mscale_all_dim", 0):
+        m = yarn_get_mscale(rs["factor"], rs["mscale_all_dim"])
+        scale = scale * m * m
+    return scale
+
+
+def active_patches(config):
+    """Which of install_original_semantics' patches change this config's model."""
+    patches = []
+    plain_scale = (config.qk_nope_head_dim + config.qk_rope_head_dim) ** -0.5
+    if original_softmax_scale(config) != plain_scale:
+        patches.append("softmax_scale")
+    if config.num_experts_per_tok > 1 and config.norm_topk_prob:
+        patches.append("norm_topk_prob")
+    if moe_layers(config) != [i for i in range(config.num_hidden_layers)
+                              if i >= config.first_k_dense_replace]:
+        patches.append("moe_layer_freq")
+    return patches
+
+
+def install_original_semantics():
+    """Patches transformers 4.54's DeepSeek-V2 classes where they differ from the
+    original DeepSeek-V2 code (tools/README-fixtures.md, "Patches"). Each patch is a
+    no-op for configs where the two agree, so the older fixtures are unchanged. The
+    patches wrap __init__/forward, so from_pretrained builds patched models too."""
+    mod = modeling_deepseek_v2
+    if getattr(mod, "_kubemoe_patched", False):
+        return
+
+    # softmax_scale: transformers sets scaling = q_head_dim^-0.5 and never applies
+    # YaRN's mscale_all_dim factor; the original multiplies it by mscale^2.
+    attention_init = mod.DeepseekV2Attention.__init__
+
+    def patched_attention_init(self, config, layer_idx=None):
+        attention_init(self, config, layer_idx)
+        self.scaling = original_softmax_scale(config)
+
+    # norm_topk_prob: transformers always returns topk_weight * routed_scaling_factor.
+    # The original, when top_k > 1 and norm_topk_prob, returns topk_weight / (sum +
+    # 1e-20) instead and never applies the factor. The gate reads its
+    # routed_scaling_factor attribute at call time, so setting it to 1 makes that
+    # product exact; the renormalisation follows.
+    gate_init = mod.DeepseekV2MoEGate.__init__
+    gate_forward = mod.DeepseekV2MoEGate.forward
+
+    def patched_gate_init(self, config):
+        gate_init(self, config)
+        self.renormalise = self.top_k > 1 and bool(config.norm_topk_prob)
+        if self.renormalise:
+            self.routed_scaling_factor = 1.0
+
+    def patched_gate_forward(self, hidden_states):
+        topk_idx, topk_weight = gate_forward(self, hidden_states)
+        if self.renormalise:
+            topk_weight = topk_weight / (topk_weight.sum(dim=-1, keepdim=True) + 1e-20)
+        return topk_idx, topk_weight
+
+    # moe_layer_freq: transformers makes every layer >= first_k_dense_replace MoE.
+    # Where the original rule says dense, swap in a dense MLP (intermediate_size).
+    layer_init = mod.DeepseekV2DecoderLayer.__init__
+
+    def patched_layer_init(self, config, layer_idx):
+        layer_init(self, config, layer_idx)
+        want_moe = original_moe_layer(config, layer_idx)
+        if isinstance(self.mlp, mod.DeepseekV2MoE) != want_moe:
+            self.mlp = mod.DeepseekV2MoE(config) if want_moe else mod.DeepseekV2MLP(config)
+
+    mod.DeepseekV2Attention.__init__ = patched_attention_init
+    mod.DeepseekV2MoEGate.__init__ = patched_gate_init
+    mod.DeepseekV2MoEGate.forward = patched_gate_forward
+    mod.DeepseekV2DecoderLayer.__init__ = patched_layer_init
+    mod._kubemoe_patched = True
 
 
 def fixture_config(fixture):
@@ -170,10 +354,9 @@ def fixture_config(fixture):
 
 
 def moe_layers(config):
-    # transformers 4.54: a layer is MoE iff layer >= first_k_dense_replace.
-    # The original code also requires layer % moe_layer_freq == 0; with
-    # moe_layer_freq 1 both say the same.
-    return [i for i in range(config.num_hidden_layers) if i >= config.first_k_dense_replace]
+    # The original rule. transformers 4.54 alone ignores moe_layer_freq; the
+    # moe_layer_freq patch makes it follow this.
+    return [i for i in range(config.num_hidden_layers) if original_moe_layer(config, i)]
 
 
 def build_model(config, seed, round_to_bf16):
@@ -204,9 +387,11 @@ def check_rope(model, config):
     torch.testing.assert_close(rotary.inv_freq.float(), torch.tensor(inv_freq), rtol=1e-6, atol=0)
     assert abs(rotary.attention_scaling - cos_sin_scale) < 1e-12, (rotary.attention_scaling,
                                                                      cos_sin_scale)
-    expected_scale = (config.qk_nope_head_dim + config.qk_rope_head_dim) ** -0.5
-    for layer in model.model.layers:
+    expected_scale = original_softmax_scale(config)
+    for i, layer in enumerate(model.model.layers):
         assert abs(layer.self_attn.scaling - expected_scale) < 1e-12
+        assert isinstance(layer.mlp, modeling_deepseek_v2.DeepseekV2MoE) == original_moe_layer(
+            config, i), i
     return inv_freq, cos_sin_scale
 
 
@@ -238,14 +423,8 @@ def check_rope_tables(config):
         inter = 1.0 / (factor * base ** exponents)
         inv_freq = inter * (1 - extra_mask) + extra * extra_mask
 
-        def get_mscale(scale, m):
-            return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
-
-        cos_sin_scale = get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim)
-        # The original multiplies the softmax scale by get_mscale(factor,
-        # mscale_all_dim)^2 when mscale_all_dim is non-zero; transformers 4.54 never
-        # does. Fixtures must keep it zero.
-        assert not mscale_all_dim, "mscale_all_dim != 0 diverges from the original code"
+        cos_sin_scale = yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim)
+        # The softmax scale's mscale_all_dim factor is original_softmax_scale's.
     return inv_freq.tolist(), cos_sin_scale
 
 
@@ -265,8 +444,12 @@ class RoutingRecorder:
             x = inputs[0].reshape(-1, inputs[0].shape[-1])
             # Same formula as the gate; kept so tests can check the scores too.
             probs = torch.nn.functional.linear(x.float(), module.weight.float()).softmax(-1)
-            torch.testing.assert_close(
-                torch.gather(probs, 1, topk_idx) * module.routed_scaling_factor, topk_weight)
+            chosen = torch.gather(probs, 1, topk_idx)
+            if module.renormalise:  # the norm_topk_prob patch
+                expected = chosen / chosen.sum(-1, keepdim=True)
+            else:
+                expected = chosen * module.routed_scaling_factor
+            torch.testing.assert_close(expected, topk_weight)
             for t in range(x.shape[0]):
                 # topk(sorted=False) order is unspecified: sort by weight, then id.
                 order = sorted(range(topk_idx.shape[1]),
@@ -429,10 +612,13 @@ def check_shapes(config, tensors):
 
 def write_fixture(fixture, out_root):
     name = fixture["name"]
+    v5 = fixture.get("config_format") == "transformers5"
     config = fixture_config(fixture)
     bf16 = fixture["dtype"] == "bfloat16"
     model = build_model(config, SEED, round_to_bf16=bf16)
     inv_freq, cos_sin_scale = check_rope(model, config)
+    patches = active_patches(config)
+    assert patches == fixture.get("patches", []), (name, patches)
     layers = moe_layers(config)
     recorder = RoutingRecorder(model, layers)
     prompts, results, attempts = choose_prompts(model, config, fixture["prompt_lengths"], SEED,
@@ -492,11 +678,14 @@ def write_fixture(fixture, out_root):
         "reference_note": ("weights were rounded to bf16 before any reference was computed; the "
                            "reference is the f32 forward of those bf16 values") if bf16 else
                           "f32 weights, f32 forward",
+        # Only where they apply, so the older fixtures' files stay byte-identical.
+        **({"reference_patches": {k: PATCH_NOTES[k] for k in patches}} if patches else {}),
+        **({"config_format": CONFIG_FORMAT_NOTE} if v5 else {}),
         "attn_implementation": "eager",
         "moe_layers": layers,
         "dense_layers": [i for i in range(config.num_hidden_layers) if i not in layers],
         "rope": {"inv_freq": inv_freq, "cos_sin_scale": cos_sin_scale,
-                 "softmax_scale": (config.qk_nope_head_dim + config.qk_rope_head_dim) ** -0.5},
+                 "softmax_scale": original_softmax_scale(config)},
         "prompts": prompts,
         "generated": [r["gen_tokens"] for r in results],
         "generation": {"new_tokens": NEW_TOKENS, "method": "greedy argmax, no eos stop; "
@@ -514,8 +703,12 @@ def write_fixture(fixture, out_root):
             "prompt{p}.decode_logits": "[16, vocab] f32 logits that chose generated token t "
                                        "(row 0 = last prompt position), from generate()",
             "prompt{p}.layer{l}.topk_weights": "[len(prompt)+15, top_k] routing weights in the "
-                                               "order of routing.topk_ids (already multiplied by "
-                                               "routed_scaling_factor)",
+                                               "order of routing.topk_ids " + (
+                                                   "(renormalised to sum 1 for norm_topk_prob; "
+                                                   "routed_scaling_factor not applied)"
+                                                   if "norm_topk_prob" in patches else
+                                                   "(already multiplied by "
+                                                   "routed_scaling_factor)"),
             "prompt{p}.layer{l}.router_probs": "[len(prompt)+15, n_routed_experts] softmax of the "
                                                "gate logits (before top-k and scaling)",
         },
@@ -546,6 +739,8 @@ def write_fixture(fixture, out_root):
     assert original_diff < 1e-4, f"{name}: transformers and the original code differ by {original_diff}"
     reference["checks"]["max_abs_diff_vs_original_code_float64"] = original_diff
 
+    if v5:
+        write_transformers5_config(out / "config.json")
     with open(out / "reference.json", "w") as f:
         f.write(compact_json(reference) + "\n")
     for path in out.iterdir():
@@ -586,11 +781,7 @@ def original_forward(tensors, config, prompt):
     freqs = torch.outer(torch.arange(n, dtype=torch.float64), inv_freq)
     emb = torch.cat([freqs, freqs], -1)
     cos, sin = emb.cos() * cos_sin_scale, emb.sin() * cos_sin_scale
-    softmax_scale = (nope + rope) ** -0.5
-    rs = config.rope_scaling
-    if rs is not None and rs.get("mscale_all_dim", 0):
-        m = 0.1 * rs["mscale_all_dim"] * math.log(rs["factor"]) + 1.0
-        softmax_scale *= m * m
+    softmax_scale = original_softmax_scale(config)
 
     def apply_rope(x):  # x [..., n, rope]: de-interleave, then rotate_half
         x = x.reshape(*x.shape[:-1], rope // 2, 2).transpose(-1, -2).reshape(x.shape)
@@ -649,6 +840,64 @@ def original_forward(tensors, config, prompt):
     return h @ w["lm_head.weight"].T
 
 
+PATCH_NOTES = {
+    "softmax_scale": "attention scaling = q_head_dim^-0.5 * yarn_get_mscale(factor, "
+                     "mscale_all_dim)^2 as in the original; transformers 4.54 omits the mscale^2",
+    "norm_topk_prob": "gate weights renormalised to sum 1 (+1e-20) without routed_scaling_factor "
+                      "as in the original; transformers 4.54 ignores norm_topk_prob",
+    "moe_layer_freq": "layers with layer % moe_layer_freq != 0 are dense as in the original; "
+                      "transformers 4.54 ignores moe_layer_freq",
+}
+CONFIG_FORMAT_NOTE = ("config.json rewritten after save_pretrained into transformers 5's form "
+                      "(rope_parameters; no rope_theta or rope_scaling); transformers 4.54 cannot "
+                      "write it. The weights keep the released per-expert tensor names.")
+
+
+def to_transformers5(v4):
+    """transformers 5's save_pretrained form of a config dict that 4.54 wrote:
+    rope_theta and rope_scaling move into rope_parameters (rope_type, rope_theta and
+    the YaRN keys; a config built by transformers 5 has no legacy "type"), torch_dtype
+    becomes dtype, and 5 adds qk_head_dim, pad_token_id, pretraining_tp and
+    output_router_logits (compare tests/data/configs/deepseek-v2-transformers5.json)."""
+    v5 = dict(v4)
+    scaling = dict(v5.pop("rope_scaling") or {})
+    scaling.pop("type", None)
+    rope = {"rope_theta": v5.pop("rope_theta"), "rope_type": scaling.pop("rope_type", "default")}
+    rope.update(scaling)
+    v5["rope_parameters"] = rope
+    v5["dtype"] = v5.pop("torch_dtype")
+    v5["qk_head_dim"] = v5["qk_nope_head_dim"] + v5["qk_rope_head_dim"]
+    v5.setdefault("pad_token_id", None)
+    v5.setdefault("pretraining_tp", 1)
+    v5.setdefault("output_router_logits", False)
+    return v5
+
+
+def from_transformers5(v5, v4_keys):
+    """Inverse of to_transformers5, for the round-trip check."""
+    v4 = {k: v for k, v in v5.items() if k in v4_keys}
+    rope = dict(v5["rope_parameters"])
+    v4["rope_theta"] = rope.pop("rope_theta")
+    if rope["rope_type"] == "default":
+        v4["rope_scaling"] = None
+    else:
+        v4["rope_scaling"] = dict(rope, type=rope["rope_type"])
+    v4["torch_dtype"] = v5["dtype"]
+    return v4
+
+
+def write_transformers5_config(path):
+    with open(path) as f:
+        v4 = json.load(f)
+    v5 = to_transformers5(v4)
+    assert "rope_scaling" not in v5 and "rope_theta" not in v5
+    # Nothing lost: the rewrite maps back to exactly what transformers 4.54 saved.
+    assert from_transformers5(v5, set(v4)) == v4
+    # Written as transformers writes config.json: sorted keys, indent 2.
+    with open(path, "w") as f:
+        f.write(json.dumps(v5, indent=2, sort_keys=True) + "\n")
+
+
 def compact_json(value, indent=0):
     """Indented JSON that keeps each list of numbers on one line."""
     pad = " " * indent
@@ -679,6 +928,7 @@ def main():
     parser.add_argument("--out", type=pathlib.Path, default=OUT_ROOT)
     parser.add_argument("--only", action="append", help="fixture name (repeatable)")
     args = parser.parse_args()
+    install_original_semantics()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
