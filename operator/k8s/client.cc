@@ -66,13 +66,15 @@ struct Client::Impl {
     return token;
   }
 
+  std::unique_ptr<http::client::http_client> MakeClient(std::chrono::milliseconds timeout) const {
+    http::client::http_client_config c = http_config;
+    c.set_timeout(timeout);
+    return std::make_unique<http::client::http_client>(config.server, c);
+  }
+
   http::client::http_client& SharedClient() {
     std::lock_guard<std::mutex> lock(mu);
-    if (!client) {
-      http::client::http_client_config c = http_config;
-      c.set_timeout(request_timeout);
-      client = std::make_unique<http::client::http_client>(config.server, c);
-    }
+    if (!client) client = MakeClient(request_timeout);
     return *client;
   }
 
@@ -87,9 +89,13 @@ struct Client::Impl {
   }
 
   // Sends `req` and decodes the answer: the JSON body on 2xx, an ApiError otherwise.
-  ApiResult<Json> Send(http::http_request req) {
+  ApiResult<Json> Send(http::http_request req, const RequestOptions& options = {}) {
+    // cpprest sets the timeout per client, so a per-call timeout needs a client of its own
+    // (declared out here: it must outlive the body read).
+    std::unique_ptr<http::client::http_client> own;
+    if (options.timeout.count() > 0) own = MakeClient(options.timeout);
     try {
-      http::http_response resp = SharedClient().request(req).get();
+      http::http_response resp = (own ? *own : SharedClient()).request(req).get();
       std::string body = resp.extract_utf8string(true).get();
       int code = resp.status_code();
       if (code >= 200 && code < 300) {
@@ -120,10 +126,11 @@ struct Client::Impl {
   }
 
   ApiResult<Json> SendJson(const http::method& method, const std::string& path_and_query,
-                           const Json& body, const std::string& content_type) {
+                           const Json& body, const std::string& content_type,
+                           const RequestOptions& options = {}) {
     http::http_request req = NewRequest(method, path_and_query);
     req.set_body(body.dump(), content_type);
-    return Send(std::move(req));
+    return Send(std::move(req), options);
   }
 };
 
@@ -185,8 +192,9 @@ void Client::set_request_timeout(std::chrono::milliseconds timeout) {
 }
 
 ApiResult<Json> Client::Get(const Resource& resource, std::string_view ns, std::string_view name,
-                            std::string_view subresource) {
-  return impl_->Send(impl_->NewRequest(http::methods::GET, ObjectPath(resource, ns, name, subresource)));
+                            std::string_view subresource, const RequestOptions& options) {
+  return impl_->Send(impl_->NewRequest(http::methods::GET, ObjectPath(resource, ns, name, subresource)),
+                     options);
 }
 
 ApiResult<Json> Client::List(const Resource& resource, std::string_view ns, const ListOptions& options) {
@@ -196,14 +204,17 @@ ApiResult<Json> Client::List(const Resource& resource, std::string_view ns, cons
   return impl_->Send(impl_->NewRequest(http::methods::GET, uri.to_string()));
 }
 
-ApiResult<Json> Client::Create(const Resource& resource, std::string_view ns, const Json& object) {
-  return impl_->SendJson(http::methods::POST, CollectionPath(resource, ns), object, "application/json");
+ApiResult<Json> Client::Create(const Resource& resource, std::string_view ns, const Json& object,
+                               const RequestOptions& options) {
+  return impl_->SendJson(http::methods::POST, CollectionPath(resource, ns), object, "application/json",
+                         options);
 }
 
 ApiResult<Json> Client::Update(const Resource& resource, std::string_view ns, std::string_view name,
-                               const Json& object, std::string_view subresource) {
+                               const Json& object, std::string_view subresource,
+                               const RequestOptions& options) {
   return impl_->SendJson(http::methods::PUT, ObjectPath(resource, ns, name, subresource), object,
-                         "application/json");
+                         "application/json", options);
 }
 
 ApiResult<Json> Client::MergePatch(const Resource& resource, std::string_view ns,

@@ -46,6 +46,14 @@ struct ListOptions {
   std::string resource_version;  // "" = most recent (quorum read)
 };
 
+// Settings of one non-watch call.
+struct RequestOptions {
+  // When positive, the call fails (kTransport) once the server has sent nothing for this long,
+  // instead of after the client's request timeout. Callers with a deadline of their own (leader
+  // election's Lease calls) pass the time left to it. The call then uses a connection of its own.
+  std::chrono::milliseconds timeout{0};
+};
+
 struct WatchOptions {
   std::string label_selector;
   std::string resource_version;  // start after this version; "" = from now (ADDED for all)
@@ -63,23 +71,27 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   const ClientConfig& config() const;
-  // The timeout of non-watch requests (default 30 s).
+  // The timeout of non-watch requests (default 30 s); Get, Create and Update take a per-call one
+  // in RequestOptions.
   void set_request_timeout(std::chrono::milliseconds timeout);
 
   // GET an object (or a subresource of it, e.g. "status").
   ApiResult<nlohmann::json> Get(const Resource& resource, std::string_view ns,
-                                std::string_view name, std::string_view subresource = "");
+                                std::string_view name, std::string_view subresource = "",
+                                const RequestOptions& options = {});
   // GET a collection; the list object with metadata.resourceVersion and items.
   ApiResult<nlohmann::json> List(const Resource& resource, std::string_view ns,
                                  const ListOptions& options = {});
   // POST a new object; its namespace comes from `ns`.
   ApiResult<nlohmann::json> Create(const Resource& resource, std::string_view ns,
-                                   const nlohmann::json& object);
+                                   const nlohmann::json& object,
+                                   const RequestOptions& options = {});
   // PUT a whole object (or subresource). The object's metadata.resourceVersion, when set, makes
   // this an optimistic-concurrency update that fails with Conflict if the object changed.
   ApiResult<nlohmann::json> Update(const Resource& resource, std::string_view ns,
                                    std::string_view name, const nlohmann::json& object,
-                                   std::string_view subresource = "");
+                                   std::string_view subresource = "",
+                                   const RequestOptions& options = {});
   // PATCH with a JSON merge patch (application/merge-patch+json).
   ApiResult<nlohmann::json> MergePatch(const Resource& resource, std::string_view ns,
                                        std::string_view name, const nlohmann::json& patch,
