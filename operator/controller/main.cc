@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <random>
@@ -177,14 +178,33 @@ int Run(int argc, char** argv) {
             << std::flush;
 
   controller.StartInformers();
+  // Guards the start of the workers against a shutdown that has begun (controller.Stop() must
+  // not race with StartWorkers()).
+  std::mutex start_mu;
+  bool shutting_down = false;
+  // With leader election, on a thread of the elector's own while it renews the Lease; returns
+  // within a second of a stop request (the elector waits for it before releasing the Lease).
   auto start_leading = [&] {
     while (!controller.WaitForCacheSync(std::chrono::seconds(1))) {
       if (stop.stopped()) return;
     }
+    std::lock_guard<std::mutex> lock(start_mu);
+    if (shutting_down) return;
     controller_metrics->leader->Set(1);
     controller.ResyncAll();
     controller.StartWorkers();
     std::cerr << "kubemoe-operator: " << identity << " is reconciling\n";
+  };
+  // A lost Lease means another replica may already be reconciling: stop every write at once by
+  // exiting (as client-go's users do); the Deployment restarts us and we campaign afresh.
+  // Workers are not joined: one could sit in a request for the client's full timeout.
+  auto stop_leading = [&](bool lost) {
+    controller_metrics->leader->Set(0);
+    if (!lost) return;
+    std::cerr << "kubemoe-operator: " << identity << " lost the Lease " << le_namespace << "/"
+              << le_id << "; exiting so that a restart campaigns afresh" << std::endl;
+    std::cout.flush();
+    std::_Exit(1);
   };
 
   std::thread election_thread;
@@ -192,8 +212,7 @@ int Run(int argc, char** argv) {
     std::cerr << "kubemoe-operator: " << identity << " campaigning for Lease " << le_namespace
               << "/" << le_id << "\n";
     election_thread = std::thread([&] {
-      bool clean = elector->Run(start_leading, [&] { controller_metrics->leader->Set(0); });
-      if (!clean) stop.Raise(1);  // lost the Lease: exit so a restart campaigns afresh
+      if (!elector->Run(start_leading, stop_leading)) stop.Raise(1);  // not reached: exited
     });
   } else {
     start_leading();
@@ -202,6 +221,10 @@ int Run(int argc, char** argv) {
   while (!stop.WaitFor(std::chrono::seconds(1))) {
   }
   // Workers first (no write after the Lease is released), then the Lease, then the informers.
+  {
+    std::lock_guard<std::mutex> lock(start_mu);
+    shutting_down = true;
+  }
   controller.Stop();
   if (elector) {
     elector->Stop();

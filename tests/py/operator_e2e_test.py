@@ -3,7 +3,8 @@
 Run by ctest (test `operator_e2e`) with KUBEMOE_OPERATOR_BIN pointing at the operator. Covers:
 children with owner references, `kubectl get moe` printer columns, `kubectl scale`, readiness
 from workload status, convergence under injected faults (500s, 409s, dropped watches, slow
-responses), garbage collection on delete, and leader election hand-over after SIGKILL.
+responses), garbage collection on delete, leader election hand-over after SIGKILL, and the exit
+of a leader whose Lease renewal stalls.
 Every wait is a bounded poll; every process started here is killed at the end.
 """
 import json
@@ -278,6 +279,24 @@ def run(k8s):
     check("b exits cleanly on SIGTERM", code == 0, f"exit {code}; {b.logs()}")
     lease = get(k8s, f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/kubemoe-operator")
     check("lease released", lease and not lease["spec"].get("holderIdentity"), lease)
+
+    # --- a lost Lease ends the process at once ---------------------------------------------------------
+    c = Operator(k8s, "c", *le_flags, "--leader-election-identity", "operator-c")
+    check("c leads", poll("c leader metric", lambda: c.metric("kubemoe_operator_leader") == 1, 15), c.logs())
+    # c's next renewal hangs past the Lease duration. Its last successful renewal started at most
+    # a retry period (1 s) before this, so the Lease may look expired to others 6 - 1 = 5 s from now.
+    k8s.add_fault(method="PUT", path_regex="/leases/", delay_seconds=10, times=1)
+    stalled_at = time.monotonic()
+    try:
+        code = c.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        code = None
+    took = time.monotonic() - stalled_at
+    k8s.clear_faults()
+    log(f"operator c: exit {code} {took:.1f}s after its renewal stalled")
+    check("c exits non-zero when its renewal stalls", code == 1, f"exit {code}; {c.logs()}")
+    check("c exits before its Lease could expire", took < 5.0, f"{took:.1f}s")
+    check("c says why it exits", "lost the Lease" in c.logs(), c.logs())
 
 
 if __name__ == "__main__":
