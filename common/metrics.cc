@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/metrics_text.h"
+#include "common/mutex.h"
 
 namespace kubemoe::metrics {
 
@@ -136,7 +137,7 @@ std::unique_ptr<M> Family<M>::MakeChild() const {
 template <typename M>
 StatusOr<M*> Family<M>::WithLabels(const std::vector<std::string>& values) {
   KUBEMOE_RETURN_IF_ERROR(CheckLabelValues(values));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = children_.find(values);
   if (it == children_.end()) it = children_.emplace(values, MakeChild()).first;
   return it->second.get();
@@ -145,7 +146,7 @@ StatusOr<M*> Family<M>::WithLabels(const std::vector<std::string>& values) {
 template <typename M>
 M* Family<M>::Unlabelled() {
   if (!label_names().empty()) return nullptr;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return children_.begin()->second.get();
 }
 
@@ -181,7 +182,7 @@ void AppendChild(std::string* out, const FamilyBase& f, const std::vector<std::s
 template <typename M>
 void Family<M>::AppendText(std::string* out) const {
   AppendHeader(out, name(), help(), type());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [values, child] : children_) AppendChild(out, *this, values, *child);
 }
 
@@ -245,7 +246,7 @@ StatusOr<Family<M>*> Registry::Add(std::string_view name, std::string_view help,
   help = first == std::string_view::npos
              ? std::string_view()
              : help.substr(first, help.find_last_not_of(" \t") - first + 1);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   KUBEMOE_RETURN_IF_ERROR(Reserve(name, type, help, label_names));
   auto family = std::unique_ptr<Family<M>>(new Family<M>(
       std::string(name), std::string(help), type, std::move(label_names), std::move(bounds)));
@@ -286,7 +287,7 @@ StatusOr<HistogramFamily*> Registry::AddHistogram(std::string_view name, std::st
 
 std::string Registry::Render() const {
   std::string out;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [name, family] : families_) family->AppendText(&out);
   return out;
 }

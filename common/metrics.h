@@ -20,12 +20,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace kubemoe::metrics {
@@ -145,8 +145,8 @@ class Family final : public FamilyBase {
   std::unique_ptr<M> MakeChild() const;
 
   std::shared_ptr<const std::vector<double>> bounds_;  // histograms only
-  mutable std::mutex mu_;
-  std::map<std::vector<std::string>, std::unique_ptr<M>> children_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::vector<std::string>, std::unique_ptr<M>> children_ KUBEMOE_GUARDED_BY(mu_);
 };
 
 using CounterFamily = Family<Counter>;
@@ -179,15 +179,15 @@ class Registry {
  private:
   // Validates a new family's names and, when they are free, claims its sample names.
   Status Reserve(std::string_view name, MetricType type, std::string_view help,
-                 const std::vector<std::string>& label_names);
+                 const std::vector<std::string>& label_names) KUBEMOE_REQUIRES(mu_);
   template <typename M>
   StatusOr<Family<M>*> Add(std::string_view name, std::string_view help, MetricType type,
                            std::vector<std::string> label_names,
                            std::shared_ptr<const std::vector<double>> bounds);
 
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<FamilyBase>, std::less<>> families_;  // guarded by mu_
-  std::set<std::string, std::less<>> sample_names_;                           // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::string, std::unique_ptr<FamilyBase>, std::less<>> families_ KUBEMOE_GUARDED_BY(mu_);
+  std::set<std::string, std::less<>> sample_names_ KUBEMOE_GUARDED_BY(mu_);
 };
 
 // Registers the gauge kubemoe_build_info{version="..."} = 1, so dashboards can tell builds apart.

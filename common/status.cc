@@ -1,5 +1,8 @@
 #include "common/status.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace kubemoe {
 
 const char* StatusCodeName(StatusCode code) {
@@ -23,5 +26,19 @@ std::string Status::ToString() const {
   if (ok()) return "OK";
   return std::string(StatusCodeName(code_)) + ": " + message_;
 }
+
+namespace internal {
+
+void DieOnMissingValue(const Status& status) {
+  std::fprintf(stderr, "fatal: StatusOr has no value (%s)\n", status.ToString().c_str());
+  std::abort();
+}
+
+Status OkStatusWithoutValue() {
+  return Status(StatusCode::kInternal,
+                "StatusOr was built from an OK Status, which carries no value");
+}
+
+}  // namespace internal
 
 }  // namespace kubemoe

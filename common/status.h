@@ -1,11 +1,21 @@
 // Errors as values at module edges (LevelDB/Abseil style): a Status is OK or carries a code and a
 // message a user can act on; StatusOr<T> is a T or the Status that explains why there is none.
+// Both are [[nodiscard]]: dropping one is a compile error in project code (-Werror). Where a
+// failure really does not matter, say so with `.IgnoreError()`.
 #pragma once
 
-#include <cassert>
 #include <optional>
 #include <string>
 #include <utility>
+
+// nvcc's front end reports the assignment `status = Call();` as ignoring a [[nodiscard]] value
+// (operator= returns a reference to the type), so CUDA sources (.cu) are compiled without the
+// attribute; every header they share is also compiled by g++, where it is checked.
+#if defined(__CUDACC__)
+#define KUBEMOE_NODISCARD
+#else
+#define KUBEMOE_NODISCARD [[nodiscard]]
+#endif
 
 namespace kubemoe {
 
@@ -25,7 +35,7 @@ enum class StatusCode {
 
 const char* StatusCodeName(StatusCode code);
 
-class Status {
+class KUBEMOE_NODISCARD Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -36,6 +46,8 @@ class Status {
   const std::string& message() const { return message_; }
   // "CODE: message", or "OK".
   std::string ToString() const;
+  // Drops the status on purpose (best-effort work whose failure changes nothing).
+  void IgnoreError() const {}
 
  private:
   StatusCode code_ = StatusCode::kOk;
@@ -58,24 +70,44 @@ inline Status ResourceExhausted(std::string m) {
   return {StatusCode::kResourceExhausted, std::move(m)};
 }
 
-// A value or the error that prevented it. REQUIRES: value() only when ok().
+namespace internal {
+// Ends the process with `status` on stderr: a StatusOr without a value was dereferenced.
+[[noreturn]] void DieOnMissingValue(const Status& status);
+// What a StatusOr built from an OK Status holds instead (there is no value to go with it).
+Status OkStatusWithoutValue();
+}  // namespace internal
+
+// A value or the error that prevented it. Misuse is defined in every build type, not only where
+// asserts are on: a StatusOr built from an OK Status holds an INTERNAL error instead (so ok() is
+// false and callers take their error path), and value(), * and -> on an error end the process
+// with the status message instead of reading an empty optional.
 template <typename T>
-class StatusOr {
+class KUBEMOE_NODISCARD StatusOr {
  public:
-  StatusOr(Status status) : status_(std::move(status)) { assert(!status_.ok()); }
+  StatusOr(Status status)
+      : status_(status.ok() ? internal::OkStatusWithoutValue() : std::move(status)) {}
   StatusOr(T value) : value_(std::move(value)) {}
 
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
-  T& value() & { return *value_; }
-  const T& value() const& { return *value_; }
-  T&& value() && { return std::move(*value_); }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
-  T& operator*() { return *value_; }
-  const T& operator*() const { return *value_; }
+  T& value() & { return Checked(); }
+  const T& value() const& { return Checked(); }
+  T&& value() && { return std::move(Checked()); }
+  T* operator->() { return &Checked(); }
+  const T* operator->() const { return &Checked(); }
+  T& operator*() { return Checked(); }
+  const T& operator*() const { return Checked(); }
 
  private:
+  T& Checked() {
+    if (!value_.has_value()) internal::DieOnMissingValue(status_);
+    return *value_;
+  }
+  const T& Checked() const {
+    if (!value_.has_value()) internal::DieOnMissingValue(status_);
+    return *value_;
+  }
+
   Status status_;
   std::optional<T> value_;
 };

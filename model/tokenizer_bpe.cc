@@ -1,9 +1,9 @@
 #include "model/tokenizer_bpe.h"
 
 #include <cstdio>
-#include <mutex>
 #include <queue>
 
+#include "common/mutex.h"
 #include "model/tokenizer_utf8.h"
 
 namespace kubemoe::tokenizer_internal {
@@ -19,8 +19,9 @@ uint64_t PairKey(int32_t left, int32_t right) {
 }  // namespace
 
 struct BpeModel::Cache {
-  std::mutex mu;
-  std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> words;
+  Mutex mu;
+  std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> words
+      KUBEMOE_GUARDED_BY(mu);
 };
 
 BpeModel::BpeModel(BpeModel&&) noexcept = default;
@@ -77,7 +78,7 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>* ids) cons
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(cache_->mu);
+    MutexLock lock(&cache_->mu);
     auto it = cache_->words.find(word);
     if (it != cache_->words.end()) {
       ids->insert(ids->end(), it->second.begin(), it->second.end());
@@ -87,7 +88,7 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>* ids) cons
   std::vector<int32_t> word_ids;
   EncodeUncached(word, &word_ids);
   ids->insert(ids->end(), word_ids.begin(), word_ids.end());
-  std::lock_guard<std::mutex> lock(cache_->mu);
+  MutexLock lock(&cache_->mu);
   if (cache_->words.size() >= kMaxCachedWords) cache_->words.clear();
   cache_->words.emplace(std::string(word), std::move(word_ids));
 }

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common/free_port.h"
+#include "common/mutex.h"
 #include "router/openai_http_impl.h"
 #include "router/openai_prepare.h"
 
@@ -64,12 +65,12 @@ pplx::task<void> ReplyJson(http_request request, int code, const json& body) {
 }
 
 uint64_t OpenAIHttpServer::Impl::Random() {
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(&mu);
   return rng();
 }
 
 bool OpenAIHttpServer::Impl::Track(const std::shared_ptr<RequestStream>& stream) {
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(&mu);
   if (stopped) return false;
   if (active.size() >= 64 && active.size() % 64 == 0) {  // prune finished requests now and then
     std::erase_if(active, [](const auto& w) { return w.expired(); });
@@ -213,7 +214,7 @@ OpenAIHttpServer::~OpenAIHttpServer() { Stop(); }
 void OpenAIHttpServer::Stop() {
   std::vector<std::shared_ptr<RequestStream>> active;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    MutexLock lock(&impl_->mu);
     if (impl_->stopped) return;
     impl_->stopped = true;
     for (const auto& w : impl_->active) {

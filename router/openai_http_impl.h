@@ -8,13 +8,13 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "router/openai_http.h"
 #include "router/openai_logprobs.h"
 #include "router/openai_metrics.h"
@@ -43,10 +43,10 @@ struct OpenAIHttpServer::Impl : std::enable_shared_from_this<OpenAIHttpServer::I
   int64_t created_at = 0;  // Unix seconds, for /v1/models
   std::unique_ptr<web::http::experimental::listener::http_listener> listener;
 
-  std::mutex mu;
-  bool stopped = false;                              // guarded by mu
-  std::vector<std::weak_ptr<RequestStream>> active;  // guarded by mu; pruned as it grows
-  std::mt19937_64 rng{std::random_device{}()};       // guarded by mu
+  Mutex mu;
+  bool stopped KUBEMOE_GUARDED_BY(mu) = false;
+  std::vector<std::weak_ptr<RequestStream>> active KUBEMOE_GUARDED_BY(mu);  // pruned as it grows
+  std::mt19937_64 rng KUBEMOE_GUARDED_BY(mu){std::random_device{}()};
 
   void Handle(web::http::http_request request);
   void HandleGeneration(web::http::http_request request, OpenAIEndpoint endpoint,
@@ -87,10 +87,10 @@ class RequestStream final : public TokenStream, public std::enable_shared_from_t
   pplx::task<void> ServerStopping();
 
  private:
-  void WriteLocked(const std::string& data);  // REQUIRES: mu_ held, streaming, !finalized_
-  void FinalizeWithErrorLocked(const ApiError& error);  // REQUIRES: mu_ held, !finalized_
+  void WriteLocked(const std::string& data) KUBEMOE_REQUIRES(mu_);  // streaming, !finalized_
+  void FinalizeWithErrorLocked(const ApiError& error) KUBEMOE_REQUIRES(mu_);  // !finalized_
   void FinishStreamLocked(const std::string& tail, const std::string& finish_reason,
-                          const Usage& usage);
+                          const Usage& usage) KUBEMOE_REQUIRES(mu_);
 
   const std::shared_ptr<OpenAIHttpServer::Impl> server_;
   web::http::http_request request_;
@@ -107,14 +107,14 @@ class RequestStream final : public TokenStream, public std::enable_shared_from_t
   std::atomic<bool> client_gone_{false};
   std::atomic<bool> server_stopping_{false};
 
-  std::mutex mu_;
-  TextAssembler text_;                                            // guarded by mu_
-  std::optional<LogprobsBuilder> logprobs_;  // guarded by mu_; set when logprobs were asked for
+  Mutex mu_;
+  TextAssembler text_ KUBEMOE_GUARDED_BY(mu_);
+  std::optional<LogprobsBuilder> logprobs_ KUBEMOE_GUARDED_BY(mu_);  // set when logprobs were asked for
   concurrency::streams::producer_consumer_buffer<uint8_t> body_;  // written under mu_
-  bool finalized_ = false;  // guarded by mu_: the HTTP answer is complete (or abandoned)
-  std::chrono::steady_clock::time_point last_token_;  // guarded by mu_
-  bool any_token_ = false;                            // guarded by mu_
-  pplx::task<void> sent_ = pplx::task_from_result();  // guarded by mu_: the reply in progress
+  bool finalized_ KUBEMOE_GUARDED_BY(mu_) = false;  // the HTTP answer is complete (or abandoned)
+  std::chrono::steady_clock::time_point last_token_ KUBEMOE_GUARDED_BY(mu_);
+  bool any_token_ KUBEMOE_GUARDED_BY(mu_) = false;
+  pplx::task<void> sent_ KUBEMOE_GUARDED_BY(mu_) = pplx::task_from_result();  // the reply in progress
 };
 
 }  // namespace kubemoe::router

@@ -2,6 +2,7 @@
 // producer_consumer_buffer that cpprestsdk sends as a chunked body while we write) or whole.
 #include <cpprest/http_listener.h>
 
+#include "common/mutex.h"
 #include "router/openai_http_impl.h"
 
 namespace kubemoe::router {
@@ -61,7 +62,7 @@ void RequestStream::WriteLocked(const std::string& data) {
 }
 
 void RequestStream::Begin() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (stream_ && meta_.endpoint == OpenAIEndpoint::kChatCompletions) {
     WriteLocked(SseEvent(StreamChunk(meta_, "", /*role_delta=*/true, "")));
   }
@@ -84,12 +85,12 @@ void RequestStream::StartStreaming() {
       if (auto stream = keep.lock()) stream->ClientGone();
     }
   });
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   sent_ = sent;
 }
 
 void RequestStream::OnPromptLogprobs(std::span<const PositionLogprobs> logprobs) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!echo_) return;
   if (logprobs_ && !prompt_.empty()) {
     logprobs_->Add(prompt_[0], nullptr);
@@ -104,7 +105,7 @@ void RequestStream::OnPromptLogprobs(std::span<const PositionLogprobs> logprobs)
 }
 
 bool RequestStream::OnToken(const GeneratedToken& token) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::string piece;
   if (!token.stop) {  // a stop token is not text; it comes only for its logprobs
     const auto now = Clock::now();
@@ -156,7 +157,7 @@ void RequestStream::FinalizeWithErrorLocked(const ApiError& error) {
 }
 
 void RequestStream::OnFinish(const Status& status, FinishReason reason, const Usage& usage) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const OpenAIMetrics& m = server_->metrics;
   m.prompt_tokens->Inc(static_cast<double>(usage.prompt_tokens));
   m.generation_tokens->Inc(static_cast<double>(usage.completion_tokens));
@@ -196,7 +197,7 @@ void RequestStream::OnFinish(const Status& status, FinishReason reason, const Us
 
 void RequestStream::ClientGone() {
   client_gone_ = true;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (stream_ && !finalized_) {
     body_.close(std::ios_base::out).wait();  // nobody reads it any more
     finalized_ = true;
@@ -205,7 +206,7 @@ void RequestStream::ClientGone() {
 
 pplx::task<void> RequestStream::ServerStopping() {
   server_stopping_ = true;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (!finalized_) FinalizeWithErrorLocked(StoppingError());
   return sent_;
 }

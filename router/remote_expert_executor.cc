@@ -4,9 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 
+#include "common/mutex.h"
 #include "kubemoe/v1/expert_service.grpc.pb.h"
 #include "transport/grpc_status.h"
 
@@ -30,9 +29,9 @@ struct ShardCall {
 };
 
 struct CallGroup {
-  std::mutex mu;
-  std::condition_variable done;
-  int outstanding = 0;  // guarded by mu
+  Mutex mu;
+  CondVar done;
+  int outstanding KUBEMOE_GUARDED_BY(mu) = 0;
   std::vector<std::unique_ptr<ShardCall>> calls;
 };
 
@@ -103,26 +102,29 @@ class RemotePending final : public engine::PendingExperts {
     // outside the lock in case gRPC runs a callback (which takes the lock) inline.
     bool in_flight = false;
     {
-      std::lock_guard<std::mutex> lock(group_->mu);
+      MutexLock lock(&group_->mu);
       in_flight = group_->outstanding > 0;
     }
     if (in_flight) {
       for (auto& call : group_->calls) call->context.TryCancel();
     }
-    std::unique_lock<std::mutex> lock(group_->mu);
-    group_->done.wait(lock, [&] { return group_->outstanding == 0; });
+    MutexLock lock(&group_->mu);
+    while (group_->outstanding > 0) group_->done.Wait(&group_->mu);
   }
 
   Status Combine(float* out) override {
     {
-      std::unique_lock<std::mutex> lock(group_->mu);
+      MutexLock lock(&group_->mu);
       // gRPC ends every call by its deadline; the extra margin only guards against a stuck
       // completion, after which the calls are cancelled.
-      const auto limit = deadline_ == Clock::time_point::max()
-                             ? Clock::time_point::max()
-                             : deadline_ + std::chrono::seconds(5);
-      if (!group_->done.wait_until(lock, limit, [&] { return group_->outstanding == 0; })) {
-        return DeadlineExceeded("expert shards did not answer before the deadline");
+      const bool unbounded = deadline_ == Clock::time_point::max();
+      const auto limit = unbounded ? deadline_ : deadline_ + std::chrono::seconds(5);
+      while (group_->outstanding > 0) {
+        if (unbounded) {
+          group_->done.Wait(&group_->mu);
+        } else if (!group_->done.WaitUntil(&group_->mu, limit) && group_->outstanding > 0) {
+          return DeadlineExceeded("expert shards did not answer before the deadline");
+        }
       }
     }
     Status first_error = Status::Ok();
@@ -292,7 +294,10 @@ StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch
     call->context.set_deadline(std::chrono::system_clock::now() + (deadline - now));
     group->calls.push_back(std::move(call));
   }
-  group->outstanding = static_cast<int>(group->calls.size());
+  {
+    MutexLock lock(&group->mu);  // no call started yet; taken so every access is provably locked
+    group->outstanding = static_cast<int>(group->calls.size());
+  }
   Impl* impl = impl_.get();
   CallGroup* calls = group.get();  // owned by the RemotePending, which outlives every callback
   for (auto& owned : group->calls) {
@@ -327,9 +332,9 @@ StatusOr<std::unique_ptr<engine::PendingExperts>> RemoteExpertExecutor::Dispatch
                            impl->options.shard_addresses[static_cast<size_t>(call->shard)]));
             }
           }
-          std::lock_guard<std::mutex> lock(calls->mu);
+          MutexLock lock(&calls->mu);
           call->status = std::move(status);
-          if (--calls->outstanding == 0) calls->done.notify_all();
+          if (--calls->outstanding == 0) calls->done.SignalAll();
         });
   }
   return std::unique_ptr<engine::PendingExperts>(

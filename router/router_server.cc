@@ -1,13 +1,12 @@
 #include "router/router_server.h"
 
-#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 #include <sstream>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "engine/model.h"
 #include "engine/moe.h"
 #include "model/tokenizer.h"
@@ -43,17 +42,17 @@ class RouterServerImpl final : public RouterServer {
   int http_port() const override { return http_->port(); }
 
   void Shutdown() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopped_) return;
     stopped_ = true;
     if (http_) http_->Stop();
     if (scheduler_) scheduler_->Stop();
-    done_.notify_all();
+    done_.SignalAll();
   }
 
   void Wait() override {
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [this] { return stopped_; });
+    MutexLock lock(&mu_);
+    while (!stopped_) done_.Wait(&mu_);
   }
 
   // The HTTP server stops first, then the scheduler (it ends every request still running), then
@@ -70,9 +69,9 @@ class RouterServerImpl final : public RouterServer {
   std::unique_ptr<OpenAIHttpServer> http_;
 
  private:
-  std::mutex mu_;
-  std::condition_variable done_;
-  bool stopped_ = false;
+  Mutex mu_;
+  CondVar done_;
+  bool stopped_ KUBEMOE_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <span>
 
+#include "common/mutex.h"
 #include "engine/kv_cache.h"
 #include "engine/sampler.h"
 #include "router/logprobs.h"
@@ -100,18 +101,18 @@ void Scheduler::Start() { thread_ = std::thread([this] { Loop(); }); }
 
 void Scheduler::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_ && !thread_.joinable()) return;
     stop_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   if (thread_.joinable()) thread_.join();
   const Status gone = Unavailable("the router is shutting down");
   for (auto& s : running_) Finish(*s, gone, FinishReason::kStop);
   running_.clear();
   std::deque<std::unique_ptr<Sequence>> queued;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     queued.swap(queue_);
   }
   for (auto& s : queued) Finish(*s, gone, FinishReason::kStop);
@@ -164,7 +165,7 @@ Status Scheduler::Submit(GenerationParams params, std::shared_ptr<TokenStream> s
   s->params = std::move(params);
   s->stream = std::move(stream);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_) return Unavailable("the router is shutting down");
     if (static_cast<int32_t>(queue_.size()) >= options_.max_queue) {
       return ResourceExhausted("the request queue is full (" + std::to_string(options_.max_queue) +
@@ -173,7 +174,7 @@ Status Scheduler::Submit(GenerationParams params, std::shared_ptr<TokenStream> s
     queue_.push_back(std::move(s));
     if (metrics_->waiting) metrics_->waiting->Set(static_cast<double>(queue_.size()));
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   return Status::Ok();
 }
 
@@ -188,7 +189,7 @@ void Scheduler::Finish(Sequence& s, const Status& status, FinishReason reason) {
                      Usage{static_cast<int64_t>(s.params.prompt.size()), s.generated});
   s.cache.reset();
   s.shadow.reset();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   kv_reserved_ -= s.reserved;
   s.reserved = 0;
 }
@@ -220,14 +221,15 @@ void Scheduler::Loop() {
   while (true) {
     std::vector<std::unique_ptr<Sequence>> joined;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || !queue_.empty() || !running_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stop_ && queue_.empty() && running_.empty()) wake_.Wait(&mu_);
       if (stop_) return;
       if (running_.empty() && options_.max_queue_delay.count() > 0) {
         // Idle: give concurrent arrivals a moment to share the first step.
-        wake_.wait_for(lock, options_.max_queue_delay, [&] {
-          return stop_ || static_cast<int32_t>(queue_.size()) >= options_.max_batch_size;
-        });
+        const auto deadline = Clock::now() + options_.max_queue_delay;
+        while (!stop_ && static_cast<int32_t>(queue_.size()) < options_.max_batch_size &&
+               wake_.WaitUntil(&mu_, deadline)) {
+        }
         if (stop_) return;
       }
       Admit(joined);
@@ -389,7 +391,7 @@ void Scheduler::UpdateGauges() {
     bytes += s->shadow ? s->shadow->AllocatedBytes() : 0;
   }
   metrics_->kv_bytes->Set(static_cast<double>(bytes));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   metrics_->kv_usage->Set(static_cast<double>(kv_reserved_) /
                           static_cast<double>(options_.kv_cache_tokens));
 }

@@ -12,17 +12,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "engine/model.h"
 #include "router/device_limit_kl.h"
 #include "router/generation_service.h"
@@ -76,7 +75,7 @@ class Scheduler final : public GenerationService {
 
   void Loop();
   // Moves queued requests into `running_` while the limits allow. REQUIRES: mu_ held.
-  void Admit(std::vector<std::unique_ptr<Sequence>>& joined);
+  void Admit(std::vector<std::unique_ptr<Sequence>>& joined) KUBEMOE_REQUIRES(mu_);
   void Step();
   void Finish(Sequence& s, const Status& status, FinishReason reason);
   void UpdateGauges();
@@ -88,11 +87,11 @@ class Scheduler final : public GenerationService {
   std::unique_ptr<Metrics> metrics_;
   DeviceLimitKlEstimate kl_;  // loop thread only
 
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  bool stop_ = false;                             // guarded by mu_
-  std::deque<std::unique_ptr<Sequence>> queue_;   // guarded by mu_
-  int64_t kv_reserved_ = 0;                       // guarded by mu_
+  mutable Mutex mu_;
+  CondVar wake_;
+  bool stop_ KUBEMOE_GUARDED_BY(mu_) = false;
+  std::deque<std::unique_ptr<Sequence>> queue_ KUBEMOE_GUARDED_BY(mu_);
+  int64_t kv_reserved_ KUBEMOE_GUARDED_BY(mu_) = 0;
   std::vector<std::unique_ptr<Sequence>> running_;  // loop thread only
   std::thread thread_;
 };

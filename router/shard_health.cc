@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "common/mutex.h"
 #include "kubemoe/v1/worker_info.grpc.pb.h"
 
 namespace kubemoe::router {
@@ -25,17 +26,17 @@ ShardHealth::ShardHealth(std::vector<std::string> addresses, uint64_t placement_
 
 ShardHealth::~ShardHealth() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
 void ShardHealth::Start() { thread_ = std::thread([this] { Loop(); }); }
 
 bool ShardHealth::AllReady(std::string* why_not) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (size_t i = 0; i < not_ready_.size(); ++i) {
     if (!not_ready_[i].empty()) {
       if (why_not != nullptr) {
@@ -50,7 +51,7 @@ bool ShardHealth::AllReady(std::string* why_not) const {
 
 void ShardHealth::MarkFailed(int32_t shard, const Status& why) {
   if (shard < 0 || static_cast<size_t>(shard) >= addresses_.size()) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   not_ready_[static_cast<size_t>(shard)] = why.message().empty() ? "dispatch failed" : why.message();
   if (gauges_.size() > static_cast<size_t>(shard) && gauges_[static_cast<size_t>(shard)]) {
     gauges_[static_cast<size_t>(shard)]->Set(0);
@@ -75,19 +76,23 @@ void ShardHealth::ProbeAll() {
     } else if (info.shard_index() != static_cast<int32_t>(i)) {
       problem = "answers as shard " + std::to_string(info.shard_index());
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     not_ready_[i] = problem;
     if (i < gauges_.size() && gauges_[i] != nullptr) gauges_[i]->Set(problem.empty() ? 1 : 0);
   }
 }
 
 void ShardHealth::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stop_) {
-    lock.unlock();
+  while (true) {
+    {
+      MutexLock lock(&mu_);
+      if (stop_) return;
+    }
     ProbeAll();
-    lock.lock();
-    wake_.wait_for(lock, period_, [this] { return stop_; });
+    const auto deadline = std::chrono::steady_clock::now() + period_;
+    MutexLock lock(&mu_);
+    while (!stop_ && wake_.WaitUntil(&mu_, deadline)) {
+    }
   }
 }
 

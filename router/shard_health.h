@@ -5,14 +5,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace kubemoe::router {
@@ -42,10 +41,10 @@ class ShardHealth {
   uint64_t version_;
   std::chrono::milliseconds period_;
   std::vector<metrics::Gauge*> gauges_;
-  mutable std::mutex mu_;
-  std::condition_variable wake_;
-  bool stop_ = false;                   // guarded by mu_
-  std::vector<std::string> not_ready_;  // guarded by mu_; "" when ready
+  mutable Mutex mu_;
+  CondVar wake_;
+  bool stop_ KUBEMOE_GUARDED_BY(mu_) = false;
+  std::vector<std::string> not_ready_ KUBEMOE_GUARDED_BY(mu_);  // "" when ready
   std::thread thread_;
 };
 

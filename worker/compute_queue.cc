@@ -13,21 +13,21 @@ ComputeQueue::~ComputeQueue() { Stop(); }
 
 bool ComputeQueue::Submit(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return false;
     tasks_.push_back(std::move(task));
   }
-  cv_.notify_one();
+  cv_.Signal();
   return true;
 }
 
 void ComputeQueue::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
-  std::lock_guard<std::mutex> lock(join_mu_);
+  cv_.SignalAll();
+  MutexLock lock(&join_mu_);
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }
@@ -37,8 +37,8 @@ void ComputeQueue::Loop() {
   for (;;) {
     std::function<void()> task;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      MutexLock lock(&mu_);
+      while (!stopping_ && tasks_.empty()) cv_.Wait(&mu_);
       if (tasks_.empty()) return;  // stopping, and nothing left to drain
       task = std::move(tasks_.front());
       tasks_.pop_front();

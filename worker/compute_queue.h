@@ -2,12 +2,12 @@
 // block on matrix products (the callback API wants handlers that return quickly).
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace kubemoe::worker {
 
@@ -28,12 +28,12 @@ class ComputeQueue {
  private:
   void Loop();
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;  // guarded by mu_
-  bool stopping_ = false;                    // guarded by mu_
-  std::mutex join_mu_;  // serialises Stop's joins when two threads stop the queue
-  std::vector<std::thread> threads_;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::function<void()>> tasks_ KUBEMOE_GUARDED_BY(mu_);
+  bool stopping_ KUBEMOE_GUARDED_BY(mu_) = false;
+  Mutex join_mu_;  // serialises Stop's joins when two threads stop the queue
+  std::vector<std::thread> threads_ KUBEMOE_GUARDED_BY(join_mu_);
 };
 
 }  // namespace kubemoe::worker

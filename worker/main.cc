@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "common/mutex.h"
 #include "common/shutdown_signal.h"
 #include "worker/shard_index.h"
 #include "worker/worker_server.h"
@@ -26,9 +26,9 @@ std::string Env(const char* name) {
 // What the signal thread stops: nothing while loading (then it exits at once: there is nothing to
 // drain yet), the server once it serves.
 struct Running {
-  std::mutex mu;
-  worker::WorkerServer* server = nullptr;  // guarded by mu
-  bool stop_requested = false;             // guarded by mu
+  Mutex mu;
+  worker::WorkerServer* server KUBEMOE_GUARDED_BY(mu) = nullptr;
+  bool stop_requested KUBEMOE_GUARDED_BY(mu) = false;
 };
 
 int Run(int argc, char** argv) {
@@ -88,7 +88,7 @@ int Run(int argc, char** argv) {
     const int sig = WaitForShutdownSignal();
     std::cerr << "kubemoe-worker: signal " << sig << ", shutting down"
               << std::endl;
-    std::lock_guard<std::mutex> lock(running.mu);
+    MutexLock lock(&running.mu);
     running.stop_requested = true;
     if (running.server == nullptr) std::_Exit(0);  // still loading: nothing in flight
     running.server->Shutdown();
@@ -100,13 +100,13 @@ int Run(int argc, char** argv) {
     return 1;
   }
   {
-    std::lock_guard<std::mutex> lock(running.mu);
+    MutexLock lock(&running.mu);
     running.server = server->get();
   }
   (*server)->Wait();
   // The signal thread holds running.mu until its Shutdown returns; wait for that before `running`
   // and the server go away.
-  std::lock_guard<std::mutex> lock(running.mu);
+  MutexLock lock(&running.mu);
   std::cerr << "kubemoe-worker: stopped" << std::endl;
   return 0;
 }

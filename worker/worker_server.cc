@@ -7,18 +7,17 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <sstream>
 
 #include "common/http_endpoints.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "placement/model_match.h"
@@ -107,13 +106,14 @@ class WorkerServerImpl final : public WorkerServer {
   int64_t num_experts() const override { return static_cast<int64_t>(store_.size()); }
 
   void Shutdown() override {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (stopping_) {
-      cv_.wait(lock, [this] { return stopped_; });
-      return;
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) {
+        while (!stopped_) cv_.Wait(&mu_);
+        return;
+      }
+      stopping_ = true;
     }
-    stopping_ = true;
-    lock.unlock();
     ready_ = false;
     if (server_) {
       server_->GetHealthCheckService()->SetServingStatus(false);
@@ -122,14 +122,14 @@ class WorkerServerImpl final : public WorkerServer {
     }
     if (queue_) queue_->Stop();  // after the server: queued calls must still be finished
     http_.reset();
-    lock.lock();
+    MutexLock lock(&mu_);
     stopped_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   void Wait() override {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return stopped_; });
+    MutexLock lock(&mu_);
+    while (!stopped_) cv_.Wait(&mu_);
   }
 
   Status Init(const WorkerOptions& o);
@@ -153,10 +153,10 @@ class WorkerServerImpl final : public WorkerServer {
   int grpc_port_ = 0;
   std::atomic<bool> ready_{false};
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  bool stopped_ = false;   // guarded by mu_
+  Mutex mu_;
+  CondVar cv_;
+  bool stopping_ KUBEMOE_GUARDED_BY(mu_) = false;
+  bool stopped_ KUBEMOE_GUARDED_BY(mu_) = false;
 };
 
 Status WorkerServerImpl::Init(const WorkerOptions& o) {

@@ -25,17 +25,17 @@ FakeClock::FakeClock()
       wall_start_(std::chrono::system_clock::time_point{} + std::chrono::seconds(1714564800)) {}
 
 std::chrono::steady_clock::time_point FakeClock::Now() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return steady_start_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(offset_);
 }
 
 std::chrono::system_clock::time_point FakeClock::WallNow() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return wall_start_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(offset_);
 }
 
 void FakeClock::Advance(std::chrono::nanoseconds delta) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   offset_ += delta;
 }
 

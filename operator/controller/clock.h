@@ -3,8 +3,9 @@
 #pragma once
 
 #include <chrono>
-#include <mutex>
 #include <string>
+
+#include "common/mutex.h"
 
 namespace kubemoe::op {
 
@@ -29,8 +30,8 @@ class FakeClock final : public Clock {
   void Advance(std::chrono::nanoseconds delta);
 
  private:
-  mutable std::mutex mu_;
-  std::chrono::nanoseconds offset_{0};  // guarded by mu_
+  mutable Mutex mu_;
+  std::chrono::nanoseconds offset_ KUBEMOE_GUARDED_BY(mu_) = std::chrono::nanoseconds(0);
   std::chrono::steady_clock::time_point steady_start_;
   std::chrono::system_clock::time_point wall_start_;
 };

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/mutex.h"
 #include "operator/api/reconcile.h"
 
 namespace kubemoe::op {
@@ -146,13 +147,15 @@ void Controller::StartWorkers() {
 
 void Controller::ResyncLoop() {
   if (options_.resync_period.count() <= 0) return;
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stopped_) {
-    cv_.wait_for(lock, options_.resync_period, [this] { return stopped_.load(); });
-    if (stopped_) break;
-    lock.unlock();
+  while (true) {
+    {
+      const auto deadline = std::chrono::steady_clock::now() + options_.resync_period;
+      MutexLock lock(&mu_);
+      while (!stopped_ && cv_.WaitUntil(&mu_, deadline)) {
+      }
+      if (stopped_) return;
+    }
     ResyncAll();
-    lock.lock();
   }
 }
 
@@ -184,8 +187,8 @@ void Controller::Work() {
 void Controller::Stop() {
   if (stopped_.exchange(true)) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    cv_.notify_all();
+    MutexLock lock(&mu_);
+    cv_.SignalAll();
   }
   queue_.ShutDown();
   for (auto& t : workers_) t.join();

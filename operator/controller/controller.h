@@ -9,14 +9,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "operator/controller/clock.h"
 #include "operator/controller/event_recorder.h"
@@ -93,8 +92,8 @@ class Controller {
   std::thread resync_;
   std::atomic<bool> workers_started_{false};
   std::atomic<bool> stopped_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;    // only for waiting on cv_ (the state is in atomics)
+  CondVar cv_;  // wakes the resync loop on Stop
 };
 
 }  // namespace kubemoe::op

@@ -38,28 +38,30 @@ void Informer::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void Informer::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   cancel_.Cancel();
   if (thread_.joinable()) thread_.join();
 }
 
 bool Informer::WaitForSync(std::chrono::milliseconds timeout) const {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, timeout, [this] { return synced_.load() || stopping_.load(); });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&mu_);
+  while (!synced_.load() && !stopping_.load() && cv_.WaitUntil(&mu_, deadline)) {
+  }
   return synced_.load();
 }
 
 ObjectPtr Informer::Get(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = cache_.find(key);
   return it == cache_.end() ? nullptr : it->second;
 }
 
 std::vector<ObjectPtr> Informer::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<ObjectPtr> out;
   out.reserve(cache_.size());
   for (const auto& [key, object] : cache_) out.push_back(object);
@@ -67,13 +69,15 @@ std::vector<ObjectPtr> Informer::List() const {
 }
 
 std::string Informer::resource_version() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return resource_version_;
 }
 
 void Informer::SleepFor(std::chrono::milliseconds d) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, d, [this] { return stopping_.load(); });
+  const auto deadline = std::chrono::steady_clock::now() + d;
+  MutexLock lock(&mu_);
+  while (!stopping_.load() && cv_.WaitUntil(&mu_, deadline)) {
+  }
 }
 
 std::chrono::milliseconds Informer::NextBackoff() {
@@ -113,7 +117,7 @@ bool Informer::ListOnce() {
   }
   std::vector<ObjectPtr> changed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const auto& [key, object] : fresh) {
       auto old = cache_.find(key);
       if (old == cache_.end() || ResourceVersionOf(*old->second) != ResourceVersionOf(*object)) {
@@ -129,9 +133,9 @@ bool Informer::ListOnce() {
   if (lists_.fetch_add(1) > 0 && options_.relists != nullptr) options_.relists->Inc();
   for (const ObjectPtr& object : changed) handler_(*object);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     synced_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   return true;
 }
@@ -154,13 +158,13 @@ k8s::ApiError Informer::WatchOnce(bool* saw_event, bool* gone) {
         }
         *saw_event = true;
         if (event.type == k8s::WatchEventType::kBookmark) {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(&mu_);
           resource_version_ = event.resource_version;
           return true;
         }
         std::string key = KeyOf(*event.object);
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(&mu_);
           if (event.type == k8s::WatchEventType::kDeleted) {
             cache_.erase(key);
           } else {

@@ -12,11 +12,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +22,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "operator/k8s/client.h"
 
 namespace kubemoe::op {
@@ -92,10 +91,10 @@ class Informer {
   std::atomic<uint64_t> lists_{0};
   std::chrono::milliseconds backoff_{0};              // only the informer thread touches it
 
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;                // Stop and sync wake-ups
-  std::map<std::string, ObjectPtr> cache_;            // guarded by mu_
-  std::string resource_version_;                      // guarded by mu_
+  mutable Mutex mu_;
+  mutable CondVar cv_;  // Stop and sync wake-ups
+  std::map<std::string, ObjectPtr> cache_ KUBEMOE_GUARDED_BY(mu_);
+  std::string resource_version_ KUBEMOE_GUARDED_BY(mu_);
 };
 
 }  // namespace kubemoe::op

@@ -181,14 +181,16 @@ bool LeaderElector::Release() {
 }
 
 void LeaderElector::Wait(std::chrono::steady_clock::duration d) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, d, [this] { return stopping_.load(); });
+  const auto deadline = std::chrono::steady_clock::now() + d;
+  MutexLock lock(&mu_);
+  while (!stopping_.load() && cv_.WaitUntil(&mu_, deadline)) {
+  }
 }
 
 void LeaderElector::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   stopping_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 bool LeaderElector::RenewUntilStoppedOrLost() {

@@ -21,12 +21,11 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "operator/controller/clock.h"
 #include "operator/k8s/api_error.h"
 
@@ -131,8 +130,8 @@ class LeaderElector {
   std::atomic<std::chrono::steady_clock::rep> leading_until_{0};
   std::atomic<bool> healthy_{false};
   std::atomic<bool> stopping_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;    // only for waiting on cv_ (stopping_ is an atomic)
+  CondVar cv_;  // wakes Wait on Stop
   // What this process last saw and when (its own clock); touched by the campaign thread only.
   LeaseRecord observed_;
   bool have_observed_ = false;

@@ -5,11 +5,9 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-#include <mutex>
 #include <random>
 #include <thread>
 
@@ -17,6 +15,7 @@
 
 #include "common/http_endpoints.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "operator/controller/controller.h"
 #include "operator/controller/leader_election.h"
 #include "operator/k8s/client.h"
@@ -27,23 +26,30 @@ using namespace kubemoe;
 
 // Set by the signal thread or a lost Lease; main waits on it.
 struct StopSignal {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stop = false;
-  int exit_code = 0;
+  Mutex mu;
+  CondVar cv;
+  bool stop KUBEMOE_GUARDED_BY(mu) = false;
+  int exit_code KUBEMOE_GUARDED_BY(mu) = 0;
   void Raise(int code) {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     if (!stop) exit_code = code;
     stop = true;
-    cv.notify_all();
+    cv.SignalAll();
   }
   bool WaitFor(std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(mu);
-    return cv.wait_for(lock, d, [this] { return stop; });
+    const auto deadline = std::chrono::steady_clock::now() + d;
+    MutexLock lock(&mu);
+    while (!stop && cv.WaitUntil(&mu, deadline)) {
+    }
+    return stop;
   }
   bool stopped() {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     return stop;
+  }
+  int code() {
+    MutexLock lock(&mu);
+    return exit_code;
   }
 };
 
@@ -180,7 +186,7 @@ int Run(int argc, char** argv) {
   controller.StartInformers();
   // Guards the start of the workers against a shutdown that has begun (controller.Stop() must
   // not race with StartWorkers()).
-  std::mutex start_mu;
+  Mutex start_mu;
   bool shutting_down = false;
   // With leader election, on a thread of the elector's own while it renews the Lease; returns
   // within a second of a stop request (the elector waits for it before releasing the Lease).
@@ -188,7 +194,7 @@ int Run(int argc, char** argv) {
     while (!controller.WaitForCacheSync(std::chrono::seconds(1))) {
       if (stop.stopped()) return;
     }
-    std::lock_guard<std::mutex> lock(start_mu);
+    MutexLock lock(&start_mu);
     if (shutting_down) return;
     controller_metrics->leader->Set(1);
     controller.ResyncAll();
@@ -222,7 +228,7 @@ int Run(int argc, char** argv) {
   }
   // Workers first (no write after the Lease is released), then the Lease, then the informers.
   {
-    std::lock_guard<std::mutex> lock(start_mu);
+    MutexLock lock(&start_mu);
     shutting_down = true;
   }
   controller.Stop();
@@ -231,7 +237,7 @@ int Run(int argc, char** argv) {
     election_thread.join();
   }
   std::cerr << "kubemoe-operator: stopped\n";
-  return stop.exit_code;
+  return stop.code();
 }
 
 }  // namespace

@@ -22,16 +22,16 @@ void WorkQueue::AddLocked(const std::string& key) {
   if (processing_.count(key) > 0) return;  // Done() queues it again
   queue_.push_back(key);
   UpdateDepthLocked();
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 void WorkQueue::Add(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   AddLocked(key);
 }
 
 void WorkQueue::AddAfter(const std::string& key, Duration delay) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (shutting_down_) return;
   if (delay <= Duration::zero()) {
     AddLocked(key);
@@ -44,11 +44,11 @@ void WorkQueue::AddAfter(const std::string& key, Duration delay) {
   } else {
     it->second = std::min(it->second, due);
   }
-  cv_.notify_all();  // a sleeping Get may need an earlier wake-up
+  cv_.SignalAll();  // a sleeping Get may need an earlier wake-up
 }
 
 WorkQueue::Duration WorkQueue::NextBackoff(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = failures_.find(key);
   int failures = it == failures_.end() ? 0 : it->second;
   double delay_s = std::chrono::duration<double>(options_.base_delay).count() *
@@ -59,7 +59,7 @@ WorkQueue::Duration WorkQueue::NextBackoff(const std::string& key) const {
 
 void WorkQueue::AddRateLimited(const std::string& key) {
   Duration item_delay = NextBackoff(key);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (shutting_down_) return;
   ++failures_[key];
   if (metrics_.retries != nullptr) metrics_.retries->Inc();
@@ -81,16 +81,16 @@ void WorkQueue::AddRateLimited(const std::string& key) {
   } else {
     it->second = std::min(it->second, due);
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void WorkQueue::Forget(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   failures_.erase(key);
 }
 
 int WorkQueue::NumRequeues(const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = failures_.find(key);
   return it == failures_.end() ? 0 : it->second;
 }
@@ -119,13 +119,13 @@ std::optional<std::string> WorkQueue::PopLocked() {
 }
 
 std::optional<std::string> WorkQueue::TryGet() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   PromoteDueLocked();
   return PopLocked();
 }
 
 std::optional<std::string> WorkQueue::Get() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
     if (shutting_down_) return std::nullopt;
     PromoteDueLocked();
@@ -138,38 +138,38 @@ std::optional<std::string> WorkQueue::Get() {
       auto until = std::chrono::duration_cast<std::chrono::milliseconds>(earliest - clock_.Now());
       wait = std::clamp(until, std::chrono::milliseconds(1), wait);
     }
-    cv_.wait_for(lock, wait);
+    cv_.WaitFor(&mu_, wait);
   }
 }
 
 void WorkQueue::Done(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   processing_.erase(key);
   if (dirty_.count(key) > 0) {
     queue_.push_back(key);
     UpdateDepthLocked();
-    cv_.notify_one();
+    cv_.Signal();
   }
 }
 
 void WorkQueue::ShutDown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   shutting_down_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 bool WorkQueue::shutting_down() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return shutting_down_;
 }
 
 size_t WorkQueue::Len() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return queue_.size();
 }
 
 size_t WorkQueue::DelayedLen() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return delayed_.size();
 }
 

@@ -11,15 +11,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "operator/controller/clock.h"
 
 namespace kubemoe::op {
@@ -76,25 +75,25 @@ class WorkQueue {
   size_t DelayedLen() const;
 
  private:
-  void AddLocked(const std::string& key);
-  void PromoteDueLocked();
-  std::optional<std::string> PopLocked();
-  void UpdateDepthLocked();
+  void AddLocked(const std::string& key) KUBEMOE_REQUIRES(mu_);
+  void PromoteDueLocked() KUBEMOE_REQUIRES(mu_);
+  std::optional<std::string> PopLocked() KUBEMOE_REQUIRES(mu_);
+  void UpdateDepthLocked() KUBEMOE_REQUIRES(mu_);
 
   Clock& clock_;
   const WorkQueueOptions options_;
   const WorkQueueMetrics metrics_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> queue_;                    // ready, in order; guarded by mu_
-  std::set<std::string> dirty_;                      // need processing; guarded by mu_
-  std::set<std::string> processing_;                 // handed out; guarded by mu_
-  std::map<std::string, std::chrono::steady_clock::time_point> delayed_;  // guarded by mu_
-  std::map<std::string, int> failures_;              // guarded by mu_
-  double tokens_;                                    // token bucket; guarded by mu_
-  std::chrono::steady_clock::time_point tokens_at_;  // guarded by mu_
-  bool shutting_down_ = false;                       // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<std::string> queue_ KUBEMOE_GUARDED_BY(mu_);  // ready, in order
+  std::set<std::string> dirty_ KUBEMOE_GUARDED_BY(mu_);  // need processing
+  std::set<std::string> processing_ KUBEMOE_GUARDED_BY(mu_);  // handed out
+  std::map<std::string, std::chrono::steady_clock::time_point> delayed_ KUBEMOE_GUARDED_BY(mu_);
+  std::map<std::string, int> failures_ KUBEMOE_GUARDED_BY(mu_);
+  double tokens_ KUBEMOE_GUARDED_BY(mu_);  // token bucket
+  std::chrono::steady_clock::time_point tokens_at_ KUBEMOE_GUARDED_BY(mu_);
+  bool shutting_down_ KUBEMOE_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace kubemoe::op

@@ -88,24 +88,37 @@ class ApiError {
   std::optional<int> retry_after_seconds_;
 };
 
-// A value or the ApiError that prevented it. REQUIRES: value() only when ok().
+// A value or the ApiError that prevented it; misuse is defined as for StatusOr (common/status.h):
+// built from an OK error it holds an internal error, and dereferencing an error ends the process.
 template <typename T>
-class ApiResult {
+class KUBEMOE_NODISCARD ApiResult {
  public:
-  ApiResult(ApiError error) : error_(std::move(error)) {}
+  ApiResult(ApiError error)
+      : error_(error.ok() ? ApiError(0, ApiReason::kUnknown,
+                                     "ApiResult was built from an OK ApiError, which carries no value")
+                          : std::move(error)) {}
   ApiResult(T value) : value_(std::move(value)) {}
 
   bool ok() const { return error_.ok(); }
   const ApiError& error() const { return error_; }
-  T& value() & { return *value_; }
-  const T& value() const& { return *value_; }
-  T&& value() && { return std::move(*value_); }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
-  T& operator*() { return *value_; }
-  const T& operator*() const { return *value_; }
+  T& value() & { return Checked(); }
+  const T& value() const& { return Checked(); }
+  T&& value() && { return std::move(Checked()); }
+  T* operator->() { return &Checked(); }
+  const T* operator->() const { return &Checked(); }
+  T& operator*() { return Checked(); }
+  const T& operator*() const { return Checked(); }
 
  private:
+  T& Checked() {
+    if (!value_.has_value()) internal::DieOnMissingValue(error_.ToStatus());
+    return *value_;
+  }
+  const T& Checked() const {
+    if (!value_.has_value()) internal::DieOnMissingValue(error_.ToStatus());
+    return *value_;
+  }
+
   ApiError error_;
   std::optional<T> value_;
 };

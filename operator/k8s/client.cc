@@ -1,13 +1,14 @@
 #include "operator/k8s/client.h"
 
 #include <fstream>
-#include <mutex>
 #include <sstream>
 
 #include <boost/asio/ssl.hpp>
 #include <cpprest/http_client.h>
 #include <cpprest/uri_builder.h>
 #include <nlohmann/json.hpp>
+
+#include "common/mutex.h"
 
 namespace kubemoe::k8s {
 
@@ -49,13 +50,13 @@ struct Client::Impl {
   http::client::http_client_config http_config;
   std::chrono::milliseconds request_timeout{30000};
 
-  std::mutex mu;
-  std::string token;                                // guarded by mu
-  std::chrono::steady_clock::time_point token_read;  // guarded by mu
-  std::unique_ptr<http::client::http_client> client;  // guarded by mu (rebuilt on timeout change)
+  Mutex mu;
+  std::string token KUBEMOE_GUARDED_BY(mu);
+  std::chrono::steady_clock::time_point token_read KUBEMOE_GUARDED_BY(mu);
+  std::unique_ptr<http::client::http_client> client KUBEMOE_GUARDED_BY(mu);  // (rebuilt on timeout change)
 
   std::string Token() {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     if (config.token_file.empty()) return config.token;
     auto now = std::chrono::steady_clock::now();
     if (token.empty() || now - token_read >= kTokenRefresh) {
@@ -73,7 +74,7 @@ struct Client::Impl {
   }
 
   http::client::http_client& SharedClient() {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     if (!client) client = MakeClient(request_timeout);
     return *client;
   }
@@ -186,7 +187,7 @@ StatusOr<std::unique_ptr<Client>> Client::Create(ClientConfig config) {
 const ClientConfig& Client::config() const { return impl_->config; }
 
 void Client::set_request_timeout(std::chrono::milliseconds timeout) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   impl_->request_timeout = timeout;
   impl_->client.reset();
 }
