@@ -125,7 +125,10 @@ StatusOr<LocalPlan> PlanLocalCluster(const op::MoEModel& model, const LocalSetti
     ProcessSpec w{"worker-" + std::to_string(i), std::move(*args), worker_env};
     w.env.erase("KUBEMOE_SHARD_INDEX");
     plan.workers.push_back(std::move(w));
-    addresses += (i ? "," : "") + std::string("127.0.0.1:") + std::to_string(s.worker_grpc_ports[i]);
+    // Appended piecewise: `"," + std::string(...)` trips GCC 12's false -Wrestrict at -O3.
+    if (i) addresses += ',';
+    addresses += "127.0.0.1:";
+    addresses += std::to_string(s.worker_grpc_ports[i]);
   }
   auto args = Substitute(*router_args,
                          {{"--model-dir", s.model_dir},

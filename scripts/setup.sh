@@ -51,7 +51,11 @@ fi
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   build=${BUILD_DIR:-build}
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} \
-    -DKUBEMOE_PYTHON="$venv/bin/python"
+  # ccache then keys on paths relative to the checkout, so clones at other paths share its cache.
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}
+  # Release, as users and the images build it, so CI tests what ships; warnings are errors here
+  # (developers and CI), unlike a user's plain Release configure.
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} \
+    -DKUBEMOE_WERROR=${KUBEMOE_WERROR:-ON} -DKUBEMOE_PYTHON="$venv/bin/python"
   cmake --build "$build" -j"$(nproc)"
 fi

@@ -63,7 +63,10 @@ std::string MissingFiles(const fs::path& dir) {
   if (!fs::is_directory(dir)) return dir.string() + " does not exist";
   std::string missing;
   for (std::string_view file : kFixtureFiles) {
-    if (!fs::is_regular_file(dir / file)) missing += " " + std::string(file);
+    if (!fs::is_regular_file(dir / file)) {
+      missing += ' ';
+      missing += file;
+    }
   }
   return missing.empty() ? "" : dir.string() + " lacks" + missing;
 }

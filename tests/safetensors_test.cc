@@ -52,9 +52,12 @@ void WriteBytes(const std::string& path, const std::vector<uint8_t>& bytes) {
 
 // 8-byte little-endian length + header + `data_bytes` bytes of data (0, 1, 2, ...).
 std::vector<uint8_t> MakeFile(const std::string& header, size_t data_bytes) {
-  std::vector<uint8_t> file(8);
+  // Reserved up front: GCC 12 at -O3 warns falsely (-Warray-bounds) when insert grows an
+  // 8-byte vector.
+  std::vector<uint8_t> file;
+  file.reserve(8 + header.size() + data_bytes);
   const uint64_t n = header.size();
-  for (int b = 0; b < 8; ++b) file[b] = static_cast<uint8_t>(n >> (8 * b));
+  for (int b = 0; b < 8; ++b) file.push_back(static_cast<uint8_t>(n >> (8 * b)));
   file.insert(file.end(), header.begin(), header.end());
   for (size_t i = 0; i < data_bytes; ++i) file.push_back(static_cast<uint8_t>(i));
   return file;
