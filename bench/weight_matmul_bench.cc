@@ -4,7 +4,7 @@
 // from one run. Single-threaded (OpenBLAS too); the thread pool comes with the engine work.
 //
 // Each iteration multiplies by the next matrix of a pool of distinct copies that together hold
-// >= 256 MiB, larger than any last-level cache here, so weights come from DRAM as at decode.
+// >= 256 MiB (by default), larger than any last-level cache here, so weights come from DRAM as at decode.
 // Counters: GB_s = weight GB/s (1e9); of_read_bw = GB_s / BM_StreamRead's GB_s (present when
 // the stream benchmark ran first in the same process, as it does unless filtered out).
 #include <benchmark/benchmark.h>
@@ -16,7 +16,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,7 +28,12 @@
 namespace kubemoe {
 namespace {
 
-constexpr int64_t kPoolBytes = int64_t{256} << 20;
+// KUBEMOE_BENCH_POOL_MB overrides the pool size; a pool that fits in cache (e.g. 1) shows the
+// kernels' compute ceiling apart from DRAM.
+int64_t PoolBytes() {
+  const char* mb = std::getenv("KUBEMOE_BENCH_POOL_MB");
+  return (mb != nullptr ? std::atoll(mb) : 256) << 20;
+}
 constexpr int64_t kStreamBytes = int64_t{512} << 20;
 
 double g_read_gbs = 0;  // set by BM_StreamRead, read by the kernels' of_read_bw counter
@@ -132,7 +139,7 @@ Pool MakePool(Kind kind, int64_t n, int64_t k) {
   p.n = n;
   p.k = k;
   const int64_t each = BytesPerMatrix(kind, n, k);
-  p.count = (kPoolBytes + each - 1) / each;
+  p.count = std::max<int64_t>(2, (PoolBytes() + each - 1) / each);  // gate-up takes 2
   const int64_t elems = p.count * n * k;
   if (kind == Kind::kBf16) {
     p.bf16.resize(static_cast<size_t>(elems));
