@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/weight_matmul_paths.h"
 
@@ -61,6 +62,9 @@ KUBEMOE_AVX2 inline void Prefetch(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 }
 
+inline const uint16_t* RowBytes(const Bf16Row& r) { return r.w; }
+inline const int8_t* RowBytes(const Q8Row& r) { return r.q; }
+
 KUBEMOE_AVX2 inline float HSum(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -69,7 +73,7 @@ KUBEMOE_AVX2 inline float HSum(__m256 v) {
 
 // out[r][i] = dot(x row i, weight row r) for RB weight rows and MB rows of x (stride ldx).
 template <int RB, int MB, class Row>
-KUBEMOE_AVX2 inline void Tile(const Row* rows, const float* x, int64_t ldx, int64_t k,
+KUBEMOE_AVX2 inline void TileChunks(const Row* rows, const float* x, int64_t ldx, int64_t k,
                               float (&out)[RB][MB]) {
   __m256 acc[RB][MB];
   for (int r = 0; r < RB; ++r)
@@ -79,7 +83,7 @@ KUBEMOE_AVX2 inline void Tile(const Row* rows, const float* x, int64_t ldx, int6
     __m256 xv[MB];
     for (int i = 0; i < MB; ++i) xv[i] = _mm256_loadu_ps(x + i * ldx + c);
     for (int r = 0; r < RB; ++r) {
-      if ((c & 31) == 0) Prefetch(rows[r].w + c + RB * k);
+      if ((c & 31) == 0) Prefetch(RowBytes(rows[r]) + c + RB * k);  // >= one per line
       const __m256 w = Load8(rows[r], c);
       for (int i = 0; i < MB; ++i) acc[r][i] = _mm256_fmadd_ps(w, xv[i], acc[r][i]);
     }
@@ -91,11 +95,13 @@ KUBEMOE_AVX2 inline void Tile(const Row* rows, const float* x, int64_t ldx, int6
       for (int i = 0; i < MB; ++i) out[r][i] += At(rows[r], c) * x[i * ldx + c];
 }
 
-// Q8_0 rows go a block at a time: the block's 32 quants are widened once into 4 vectors, their
-// unscaled products with x summed, and the block's scale applied once per (row, x row) instead
-// of once per 8 weights. (Rows are whole blocks, so there is no tail.)
+// Q8_0 rows at M = 1 go a block at a time: the block's 32 quants are widened once into 4
+// vectors, their unscaled products with x summed, and the block's scale applied once per row
+// instead of once per 8 weights (decode ~25% faster in cache). With two rows of x the extra
+// registers it needs spill, so there the 8-weight chunks of TileChunks are faster.
+// (Rows are whole blocks, so there is no tail.)
 template <int RB, int MB>
-KUBEMOE_AVX2 inline void Tile(const Q8Row* rows, const float* x, int64_t ldx, int64_t k,
+KUBEMOE_AVX2 inline void TileQ8Blocks(const Q8Row* rows, const float* x, int64_t ldx, int64_t k,
                               float (&out)[RB][MB]) {
   __m256 acc[RB][MB];
   for (int r = 0; r < RB; ++r)
@@ -123,11 +129,36 @@ KUBEMOE_AVX2 inline void Tile(const Q8Row* rows, const float* x, int64_t ldx, in
     for (int i = 0; i < MB; ++i) out[r][i] = HSum(acc[r][i]);
 }
 
-// Runs the RB weight rows against every row of x, two at a time; store(i, v) receives
+template <int RB, int MB, class Row>
+KUBEMOE_AVX2 inline void Tile(const Row* rows, const float* x, int64_t ldx, int64_t k,
+                              float (&out)[RB][MB]) {
+  if constexpr (MB == 1 && std::is_same_v<Row, Q8Row>) {
+    TileQ8Blocks<RB, MB>(rows, x, ldx, k, out);
+  } else {
+    TileChunks<RB, MB>(rows, x, ldx, k, out);
+  }
+}
+
+// Runs the RB weight rows against every row of x, four, two or one at a time; store(i, v) receives
 // v[r] = dot(x row i, weight row r).
 template <int RB, class Row, class Store>
 KUBEMOE_AVX2 void AllRowsOfX(const Row* rows, const Product& p, int64_t k, Store store) {
   int64_t i = 0;
+  if constexpr (RB % 2 == 0) {
+    // Four rows of x at a time, against half the weight rows per tile (2 x 4 accumulators, 4 x
+    // vectors, 1 weight vector fit the 16 registers): each weight vector is widened once per 4
+    // rows of x instead of per 2, which is what bounds M >= 4.
+    for (; i + 4 <= p.m; i += 4) {
+      float lo[RB / 2][4], hi[RB / 2][4];
+      TileChunks<RB / 2, 4>(rows, p.x + i * p.ldx, p.ldx, k, lo);
+      TileChunks<RB / 2, 4>(rows + RB / 2, p.x + i * p.ldx, p.ldx, k, hi);
+      for (int j = 0; j < 4; ++j) {
+        float v[RB];
+        for (int r = 0; r < RB / 2; ++r) v[r] = lo[r][j], v[RB / 2 + r] = hi[r][j];
+        store(i + j, v);
+      }
+    }
+  }
   for (; i + 2 <= p.m; i += 2) {
     float out[RB][2];
     Tile<RB, 2>(rows, p.x + i * p.ldx, p.ldx, k, out);
