@@ -26,6 +26,7 @@ using cpu::CpuPath;
 using cpu::WeightMatrix;
 
 constexpr double kRelL1 = 1e-5;
+double g_worst_rel = 0;  // largest |error| / L1 seen by CheckMatmul since the test began
 const int kMs[] = {1, 3, 8, 32};
 
 std::vector<float> Normal(size_t n, uint32_t seed, float sd = 1.0f) {
@@ -93,6 +94,7 @@ void CheckMatmul(CpuPath path, const WeightMatrix& w, const std::vector<float>& 
         continue;
       }
       const Ref r = Dot(x.data() + i * ldx, w_f32.data() + j * k, k);
+      if (r.l1 > 0) g_worst_rel = std::max(g_worst_rel, std::fabs(got - r.value) / r.l1);
       ASSERT_NEAR(got, r.value, kRelL1 * r.l1 + 1e-30)
           << cpu::CpuPathName(path) << " m=" << m << " n=" << n << " k=" << k << " at (" << i
           << ", " << j << ")";
@@ -105,6 +107,7 @@ TEST_P(WeightMatmulPathTest, Bf16MatchesF64Reference) {
   const int64_t ks[] = {1, 7, 8, 15, 17, 31, 33, 100, 257, 1013, 2048};
   const int64_t ns[] = {1, 3, 4, 6, 17, 64};
   uint32_t seed = 1;
+  g_worst_rel = 0;
   for (int64_t k : ks) {
     for (int64_t n : ns) {
       const std::vector<uint16_t> wb = ToBf16(Normal(static_cast<size_t>(n * k), seed++, 0.05f));
@@ -113,12 +116,15 @@ TEST_P(WeightMatmulPathTest, Bf16MatchesF64Reference) {
       for (int m : kMs) CheckMatmul(GetParam(), w, wf, m, 0, n, seed++);
     }
   }
+  std::printf("%s bf16: worst |error| / L1 = %.3g (bound %.0e)\n", cpu::CpuPathName(GetParam()),
+              g_worst_rel, kRelL1);
 }
 
 TEST_P(WeightMatmulPathTest, Q8_0MatchesDequantizedReference) {
   const int64_t ks[] = {32, 64, 96, 160, 2048};
   const int64_t ns[] = {1, 5, 8, 19};
   uint32_t seed = 100;
+  g_worst_rel = 0;
   for (int64_t k : ks) {
     for (int64_t n : ns) {
       const std::vector<float> raw = Normal(static_cast<size_t>(n * k), seed++, 0.05f);
@@ -129,6 +135,8 @@ TEST_P(WeightMatmulPathTest, Q8_0MatchesDequantizedReference) {
       for (int m : kMs) CheckMatmul(GetParam(), q->View(), deq, m, 0, n, seed++);
     }
   }
+  std::printf("%s Q8_0: worst |error| / L1 = %.3g (bound %.0e)\n", cpu::CpuPathName(GetParam()),
+              g_worst_rel, kRelL1);
 }
 
 // A thread pool gives each thread a range of rows; the ranges must compose to the whole product

@@ -1,8 +1,8 @@
 // The AVX2+FMA path of weight_matmul.h: 8 f32 lanes. Every function here carries the target
 // attribute (no global -mavx2), has internal linkage, and runs only after the dispatcher saw the
-// features. A tile of 4 weight rows x 2 rows of x keeps 8 accumulators, 2 x vectors and one
-// widened weight vector in the 16 ymm registers; each weight vector loaded is used for both
-// rows of x, and each x vector for 4 weight rows.
+// features. A tile of 4 weight rows x 2 rows of x (or 2 x 4 when M >= 4) keeps 8 accumulators,
+// the x vectors and one widened weight vector in the 16 ymm registers; each weight vector
+// loaded serves every row of x in the tile, and each x vector every weight row.
 #if defined(__x86_64__)
 
 #include <immintrin.h>
