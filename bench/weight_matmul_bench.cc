@@ -4,10 +4,10 @@
 // from one run. Single-threaded (OpenBLAS too); the thread pool comes with the engine work.
 //
 // Each iteration multiplies by the next matrix of a pool of distinct copies that together hold
-// >= 256 MiB (by default), larger than any last-level cache here, so weights come from DRAM as at decode.
-// Counters: GB_s = weight GB/s (1e9); of_read_bw = GB_s / the best BM_StreamRead GB/s (with or
-// without software prefetch; present when the stream benchmark ran first in the same process,
-// as it does unless filtered out).
+// >= 256 MiB (by default), larger than any last-level cache here, so weights come from DRAM as at
+// decode. Counters: GB_s = weight GB/s (1e9); of_read_bw = GB_s / the best BM_StreamRead GB/s (with
+// or without software prefetch; present when the stream benchmark ran first in the same process, as
+// it does unless filtered out).
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -15,11 +15,11 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -43,8 +43,7 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-double Report(benchmark::State& state, double bytes_per_iter, double seconds,
-              bool ratio = true) {
+double Report(benchmark::State& state, double bytes_per_iter, double seconds, bool ratio = true) {
   const double gbs = bytes_per_iter * static_cast<double>(state.iterations()) / seconds / 1e9;
   state.counters["GB_s"] = gbs;
   if (ratio && g_read_gbs > 0) state.counters["of_read_bw"] = gbs / g_read_gbs;
@@ -136,9 +135,12 @@ enum class Kind { kBf16, kQ8_0, kF32 };
 
 int64_t BytesPerMatrix(Kind kind, int64_t n, int64_t k) {
   switch (kind) {
-    case Kind::kBf16: return n * k * 2;
-    case Kind::kQ8_0: return n * k + n * (k / cpu::kQ8_0Block) * 4;
-    case Kind::kF32: return n * k * 4;
+    case Kind::kBf16:
+      return n * k * 2;
+    case Kind::kQ8_0:
+      return n * k + n * (k / cpu::kQ8_0Block) * 4;
+    case Kind::kF32:
+      return n * k * 4;
   }
   return 0;
 }
@@ -263,7 +265,12 @@ void GateUpShapes(benchmark::internal::Benchmark* b) {
 }
 
 // Registration order is run order: the read bandwidth is measured first.
-BENCHMARK(BM_StreamRead)->Arg(0)->Arg(1024)->ArgName("prefetch")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_StreamRead)
+    ->Arg(0)
+    ->Arg(1024)
+    ->ArgName("prefetch")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Bf16)->Apply(Shapes)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Q8_0)->Apply(Shapes)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_F32Cblas)->Apply(Shapes)->Unit(benchmark::kMicrosecond);

@@ -5,8 +5,6 @@
 // Bound: f32 accumulation in >= 8 partial sums of at most ~K/8 terms each errs by about
 // sqrt(K/8) x 6e-8 of the sum of |x[k] w[k]| (the L1 norm of the products); the tests assert
 // 1e-5 of it, which also holds for the worst-case growth at the K used here.
-#include "kernels/cpu/weight_matmul.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/q8_0.h"
+#include "kernels/cpu/weight_matmul.h"
 #include "model/dtype.h"
 
 namespace kubemoe {
@@ -197,23 +196,21 @@ TEST_P(WeightMatmulPathTest, FusedGateUpMatchesF64Reference) {
         WeightMatrix g, u;
         std::vector<float> gf, uf;
       };
-      const Case cases[] = {
-          {WeightMatrix::Bf16(gb.data(), inter, k), WeightMatrix::Bf16(ub.data(), inter, k),
-           Widen(gb), Widen(ub)},
-          {gq->View(), uq->View(), gq_f, uq_f}};
+      const Case cases[] = {{WeightMatrix::Bf16(gb.data(), inter, k),
+                             WeightMatrix::Bf16(ub.data(), inter, k), Widen(gb), Widen(ub)},
+                            {gq->View(), uq->View(), gq_f, uq_f}};
       for (const Case& c : cases) {
         for (int m : kMs) {
           const std::vector<float> x = Normal(m * k, seed++);
           std::vector<float> h(m * inter);
-          cpu::WeightSwiGluGateUp(x.data(), k, m, c.g, c.u, h.data(), inter, 0, inter,
-                                  GetParam());
+          cpu::WeightSwiGluGateUp(x.data(), k, m, c.g, c.u, h.data(), inter, 0, inter, GetParam());
           for (int64_t i = 0; i < m; ++i) {
             for (int64_t j = 0; j < inter; ++j) {
-              const GateUpRef r = GateUpReference(x.data() + i * k, c.gf.data() + j * k,
-                                                  c.uf.data() + j * k, k);
+              const GateUpRef r =
+                  GateUpReference(x.data() + i * k, c.gf.data() + j * k, c.uf.data() + j * k, k);
               ASSERT_NEAR(h[i * inter + j], r.value, r.tol)
-                  << cpu::CpuPathName(GetParam()) << " k=" << k << " inter=" << inter
-                  << " m=" << m << " at (" << i << ", " << j << ")";
+                  << cpu::CpuPathName(GetParam()) << " k=" << k << " inter=" << inter << " m=" << m
+                  << " at (" << i << ", " << j << ")";
             }
           }
         }
@@ -239,9 +236,8 @@ TEST_P(WeightMatmulPathTest, ExpertIsGateUpThenDown) {
   for (int64_t i = 0; i < m; ++i) {
     std::vector<double> h(inter), htol(inter);
     for (int64_t j = 0; j < inter; ++j) {
-      const GateUpRef r =
-          GateUpReference(x.data() + i * hidden, gf.data() + j * hidden, uf.data() + j * hidden,
-                          hidden);
+      const GateUpRef r = GateUpReference(x.data() + i * hidden, gf.data() + j * hidden,
+                                          uf.data() + j * hidden, hidden);
       h[j] = r.value;
       htol[j] = r.tol;
     }
@@ -280,7 +276,7 @@ TEST(Q8_0Test, RoundTripIsWithinHalfAStep) {
   const int64_t rows = 64, cols = 256;
   std::vector<float> w = Normal(rows * cols, 400);
   for (int64_t c = 0; c < 32; ++c) w[c] = 0.0f;  // an all-zero block comes back exactly
-  w[40] = 1000.0f;                                // an outlier dominates only its own block
+  w[40] = 1000.0f;                               // an outlier dominates only its own block
   auto q = cpu::QuantizeQ8_0(w.data(), rows, cols);
   ASSERT_TRUE(q.ok());
   std::vector<float> back(w.size());

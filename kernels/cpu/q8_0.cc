@@ -11,8 +11,8 @@ namespace {
 Status CheckShape(int64_t rows, int64_t cols) {
   if (rows < 0 || cols <= 0 || cols % kQ8_0Block != 0) {
     return InvalidArgument("Q8_0 needs a row length that is a positive multiple of " +
-                           std::to_string(kQ8_0Block) + "; got a [" + std::to_string(rows) +
-                           " x " + std::to_string(cols) + "] weight");
+                           std::to_string(kQ8_0Block) + "; got a [" + std::to_string(rows) + " x " +
+                           std::to_string(cols) + "] weight");
   }
   return Status::Ok();
 }
@@ -53,8 +53,8 @@ StatusOr<Q8_0Matrix> QuantizeQ8_0(const float* w, int64_t rows, int64_t cols) {
   Q8_0Matrix m = Allocate(rows, cols);
   const int64_t blocks = cols / kQ8_0Block;
   for (int64_t r = 0; r < rows; ++r) {
-    Status s = QuantizeRow(w + r * cols, cols, m.quants.data() + r * cols,
-                           m.scales.data() + r * blocks);
+    Status s =
+        QuantizeRow(w + r * cols, cols, m.quants.data() + r * cols, m.scales.data() + r * blocks);
     if (!s.ok()) return s;
   }
   return m;
@@ -67,8 +67,8 @@ StatusOr<Q8_0Matrix> QuantizeQ8_0Bf16(const uint16_t* w, int64_t rows, int64_t c
   std::vector<float> row(static_cast<size_t>(cols));  // one widened row at a time, not the matrix
   for (int64_t r = 0; r < rows; ++r) {
     Bf16ToF32(w + r * cols, row.data(), static_cast<size_t>(cols));
-    Status s = QuantizeRow(row.data(), cols, m.quants.data() + r * cols,
-                           m.scales.data() + r * blocks);
+    Status s =
+        QuantizeRow(row.data(), cols, m.quants.data() + r * cols, m.scales.data() + r * blocks);
     if (!s.ok()) return s;
   }
   return m;

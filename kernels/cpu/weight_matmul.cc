@@ -77,10 +77,14 @@ CpuPath BestCpuPath() {
 
 const char* CpuPathName(CpuPath path) {
   switch (path) {
-    case CpuPath::kAuto: return "auto";
-    case CpuPath::kScalar: return "scalar";
-    case CpuPath::kAvx2: return "avx2";
-    case CpuPath::kAvx512: return "avx512";
+    case CpuPath::kAuto:
+      return "auto";
+    case CpuPath::kScalar:
+      return "scalar";
+    case CpuPath::kAvx2:
+      return "avx2";
+    case CpuPath::kAvx512:
+      return "avx512";
   }
   return "?";
 }
@@ -92,10 +96,13 @@ void WeightMatmul(const float* x, int64_t ldx, int64_t m, const WeightMatrix& w,
   if (m == 0 || n_begin == n_end) return;
   switch (Resolve(path)) {
 #if defined(__x86_64__)
-    case CpuPath::kAvx512: return paths::MatmulAvx512(p);
-    case CpuPath::kAvx2: return paths::MatmulAvx2(p);
+    case CpuPath::kAvx512:
+      return paths::MatmulAvx512(p);
+    case CpuPath::kAvx2:
+      return paths::MatmulAvx2(p);
 #endif
-    default: return paths::MatmulScalar(p);
+    default:
+      return paths::MatmulScalar(p);
   }
 }
 
@@ -111,16 +118,18 @@ void WeightSwiGluGateUp(const float* x, int64_t ldx, int64_t m, const WeightMatr
   if (m == 0 || n_begin == n_end) return;
   switch (Resolve(path)) {
 #if defined(__x86_64__)
-    case CpuPath::kAvx512: return paths::GateUpAvx512(p);
-    case CpuPath::kAvx2: return paths::GateUpAvx2(p);
+    case CpuPath::kAvx512:
+      return paths::GateUpAvx512(p);
+    case CpuPath::kAvx2:
+      return paths::GateUpAvx2(p);
 #endif
-    default: return paths::GateUpScalar(p);
+    default:
+      return paths::GateUpScalar(p);
   }
 }
 
-void WeightSwiGluExpert(const float* x, int64_t m, const WeightMatrix& gate,
-                        const WeightMatrix& up, const WeightMatrix& down, float* scratch,
-                        float* out, CpuPath path) {
+void WeightSwiGluExpert(const float* x, int64_t m, const WeightMatrix& gate, const WeightMatrix& up,
+                        const WeightMatrix& down, float* scratch, float* out, CpuPath path) {
   const int64_t hidden = gate.cols;
   const int64_t inter = gate.rows;
   if (down.rows != hidden || down.cols != inter) Fail("down must be [hidden x intermediate]");

@@ -52,8 +52,8 @@ void WeightSwiGluGateUp(const float* x, int64_t ldx, int64_t m, const WeightMatr
 // A whole SwiGLU expert on one thread: out[m x H] = (silu(x Wg^T) * (x Wu^T)) Wd^T, with
 // gate/up [I x H] and down [H x I]. scratch holds m * I floats. A thread pool instead runs
 // WeightSwiGluGateUp over ranges of [0, I), a barrier, then WeightMatmul over ranges of [0, H).
-void WeightSwiGluExpert(const float* x, int64_t m, const WeightMatrix& gate,
-                        const WeightMatrix& up, const WeightMatrix& down, float* scratch,
-                        float* out, CpuPath path = CpuPath::kAuto);
+void WeightSwiGluExpert(const float* x, int64_t m, const WeightMatrix& gate, const WeightMatrix& up,
+                        const WeightMatrix& down, float* scratch, float* out,
+                        CpuPath path = CpuPath::kAuto);
 
 }  // namespace kubemoe::cpu

@@ -74,7 +74,7 @@ KUBEMOE_AVX2 inline float HSum(__m256 v) {
 // out[r][i] = dot(x row i, weight row r) for RB weight rows and MB rows of x (stride ldx).
 template <int RB, int MB, class Row>
 KUBEMOE_AVX2 inline void TileChunks(const Row* rows, const float* x, int64_t ldx, int64_t k,
-                              float (&out)[RB][MB]) {
+                                    float (&out)[RB][MB]) {
   __m256 acc[RB][MB];
   for (int r = 0; r < RB; ++r)
     for (int i = 0; i < MB; ++i) acc[r][i] = _mm256_setzero_ps();
@@ -102,7 +102,7 @@ KUBEMOE_AVX2 inline void TileChunks(const Row* rows, const float* x, int64_t ldx
 // (Rows are whole blocks, so there is no tail.)
 template <int RB, int MB>
 KUBEMOE_AVX2 inline void TileQ8Blocks(const Q8Row* rows, const float* x, int64_t ldx, int64_t k,
-                              float (&out)[RB][MB]) {
+                                      float (&out)[RB][MB]) {
   __m256 acc[RB][MB];
   for (int r = 0; r < RB; ++r)
     for (int i = 0; i < MB; ++i) acc[r][i] = _mm256_setzero_ps();

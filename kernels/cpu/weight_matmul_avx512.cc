@@ -78,7 +78,7 @@ KUBEMOE_AVX512 inline float HSum(__m512 v) {
 // out[r][i] = dot(x row i, weight row r) for RB weight rows and MB rows of x (stride ldx).
 template <int RB, int MB, class Row>
 KUBEMOE_AVX512 inline void Tile(const Row* rows, const float* x, int64_t ldx, int64_t k,
-                              float (&out)[RB][MB]) {
+                                float (&out)[RB][MB]) {
   __m512 acc[RB][MB];
   for (int r = 0; r < RB; ++r)
     for (int i = 0; i < MB; ++i) acc[r][i] = _mm512_setzero_ps();
