@@ -19,7 +19,10 @@ CpuPath Probe() {
 #if defined(__x86_64__)
   // __builtin_cpu_supports also checks that the OS saves the wider registers (XCR0).
   if (__builtin_cpu_supports("avx512f")) return CpuPath::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuPath::kAvx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c")) {
+    return CpuPath::kAvx2;
+  }
 #endif
   return CpuPath::kScalar;
 }
@@ -33,6 +36,8 @@ CpuPath Resolve(CpuPath path) {
 void CheckWeight(const WeightMatrix& w) {
   if (w.rows < 0 || w.cols <= 0) Fail("weight shape must have rows >= 0 and cols > 0");
   if (w.format == WeightFormat::kBf16 && w.bf16 == nullptr) Fail("bf16 weight without data");
+  if (w.format == WeightFormat::kF32 && w.f32 == nullptr) Fail("f32 weight without data");
+  if (w.format == WeightFormat::kF16 && w.f16 == nullptr) Fail("f16 weight without data");
   if (w.format == WeightFormat::kQ8_0) {
     if (w.cols % kQ8_0Block != 0) Fail("Q8_0 weight needs cols % 32 == 0");
     if (w.quants == nullptr || w.scales == nullptr) Fail("Q8_0 weight without data");
@@ -56,7 +61,8 @@ bool CpuPathSupported(CpuPath path) {
       return true;
     case CpuPath::kAvx2:
 #if defined(__x86_64__)
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c");
 #else
       return false;
 #endif
@@ -135,6 +141,22 @@ void WeightSwiGluExpert(const float* x, int64_t m, const WeightMatrix& gate, con
   if (down.rows != hidden || down.cols != inter) Fail("down must be [hidden x intermediate]");
   WeightSwiGluGateUp(x, hidden, m, gate, up, scratch, inter, 0, inter, path);
   WeightMatmul(scratch, inter, m, down, out, hidden, 0, hidden, path);
+}
+
+void WeightRowsToF32(const WeightMatrix& w, int64_t row_begin, int64_t row_end, float* out,
+                     CpuPath path) {
+  CheckWeight(w);
+  if (row_begin < 0 || row_begin > row_end || row_end > w.rows) Fail("bad [row_begin, row_end)");
+  if (row_begin == row_end) return;
+#if defined(__x86_64__)
+  // AVX-512 CPUs have AVX2+FMA+F16C; one vector version is enough for a conversion.
+  if (Resolve(path) != CpuPath::kScalar && CpuPathSupported(CpuPath::kAvx2)) {
+    return paths::RowsToF32Avx2(w, row_begin, row_end, out);
+  }
+#else
+  Resolve(path);
+#endif
+  paths::RowsToF32Scalar(w, row_begin, row_end, out);
 }
 
 }  // namespace kubemoe::cpu

@@ -1,7 +1,7 @@
-// Weight-streaming products for CPU decode: y = x * W^T with W read as stored (bf16 from the
-// checkpoint, or Q8_0), x and y f32, f32 accumulation. Made for small M (1..32 tokens), where
-// the time is the pass over W's bytes, so each weight row is read from memory once per call and
-// reused from cache for every row of x.
+// Weight-streaming products for CPU decode: y = x * W^T with W read as stored (f32, f16 or bf16
+// from the checkpoint, or Q8_0), x and y f32, f32 accumulation. Made for small M (1..32 tokens),
+// where the time is the pass over W's bytes, so each weight row is read from memory once per call
+// and reused from cache for every row of x.
 //
 // Threads: the kernels start none. Each call covers output columns [n_begin, n_end) (rows of
 // W), so a pool splits [0, N) into disjoint ranges, one per thread; calls on disjoint ranges may
@@ -10,9 +10,14 @@
 // but the cached CPU-feature probe, which is thread-safe).
 //
 // Paths: the widest vector path the CPU supports is picked at run time (AVX-512F, else
-// AVX2+FMA, else portable scalar code); tests force each path through the `path` argument.
+// AVX2+FMA+F16C, else portable scalar code); tests force each path through the `path` argument.
 // AVX-512 BF16 (vdpbf16ps) and AMX are not used: both round x to bf16, which breaks the f32
 // accuracy contract below; they are candidates for an opt-in lower-precision mode.
+//
+// Formats: every function takes every WeightFormat on every path. Each weight is widened to f32
+// exactly (f16 subnormals included; f16 via F16C on the vector paths, the same values as
+// convert.h's F16ToF32) before it is multiplied; Q8_0 weights are quants[i] * scale in f32.
+// WeightRowsToF32 gives those f32 values.
 //
 // Accuracy: every path accumulates in f32, in at least 8 independent partial sums; the result
 // is within 1e-5 x sum_k |x[k] w[k]| of the exact product of the stored weights (asserted by
@@ -55,5 +60,13 @@ void WeightSwiGluGateUp(const float* x, int64_t ldx, int64_t m, const WeightMatr
 void WeightSwiGluExpert(const float* x, int64_t m, const WeightMatrix& gate, const WeightMatrix& up,
                         const WeightMatrix& down, float* scratch, float* out,
                         CpuPath path = CpuPath::kAuto);
+
+// out[(row_end - row_begin) x K] (contiguous, row stride K) = rows [row_begin, row_end) of w as
+// the f32 values the products above multiply by: f32 copied, bf16 and f16 widened exactly, Q8_0
+// quants[i] * scale. For large M, where a panel of converted rows fed to an sgemm beats
+// streaming. REQUIRES: 0 <= row_begin <= row_end <= w.rows; out does not overlap w. The vector
+// paths use AVX2+F16C (also when kAvx512 is asked for).
+void WeightRowsToF32(const WeightMatrix& w, int64_t row_begin, int64_t row_end, float* out,
+                     CpuPath path = CpuPath::kAuto);
 
 }  // namespace kubemoe::cpu

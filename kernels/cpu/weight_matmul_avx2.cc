@@ -1,8 +1,10 @@
-// The AVX2+FMA path of weight_matmul.h: 8 f32 lanes. Every function here carries the target
+// The AVX2+FMA+F16C path of weight_matmul.h: 8 f32 lanes. Every function here carries the target
 // attribute (no global -mavx2), has internal linkage, and runs only after the dispatcher saw the
 // features. A tile of 4 weight rows x 2 rows of x (or 2 x 4 when M >= 4) keeps 8 accumulators,
 // the x vectors and one widened weight vector in the 16 ymm registers; each weight vector
-// loaded serves every row of x in the tile, and each x vector every weight row.
+// loaded serves every row of x in the tile, and each x vector every weight row. The tile code
+// is shared by every format: a format is a row type with Load8 (8 weights widened to f32), At
+// (one weight, for the tail) and its prefetch stride.
 #if defined(__x86_64__)
 
 #include <immintrin.h>
@@ -10,22 +12,37 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/cpu/convert.h"
 #include "kernels/cpu/weight_matmul_paths.h"
 
-#define KUBEMOE_AVX2 __attribute__((target("avx2,fma")))
+#define KUBEMOE_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace kubemoe::cpu::paths {
 namespace {
 
+// One weight row of each format. kPrefetchEvery: elements per prefetch hint (>= one per 64-byte
+// line; Q8_0 keeps its two per line, measured no slower).
 struct Bf16Row {
+  static constexpr int64_t kPrefetchEvery = 32;
   const uint16_t* w;
 };
+struct F16Row {
+  static constexpr int64_t kPrefetchEvery = 32;
+  const uint16_t* w;
+};
+struct F32Row {
+  static constexpr int64_t kPrefetchEvery = 16;
+  const float* w;
+};
 struct Q8Row {
+  static constexpr int64_t kPrefetchEvery = 32;
   const int8_t* q;
   const float* s;
 };
 
 void MakeRow(const WeightMatrix& w, int64_t n, Bf16Row* r) { r->w = w.bf16 + n * w.cols; }
+void MakeRow(const WeightMatrix& w, int64_t n, F16Row* r) { r->w = w.f16 + n * w.cols; }
+void MakeRow(const WeightMatrix& w, int64_t n, F32Row* r) { r->w = w.f32 + n * w.cols; }
 void MakeRow(const WeightMatrix& w, int64_t n, Q8Row* r) {
   r->q = w.quants + n * w.cols;
   r->s = w.scales + n * (w.cols / kQ8_0Block);
@@ -36,6 +53,11 @@ KUBEMOE_AVX2 inline __m256 Load8(const Bf16Row& r, int64_t c) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r.w + c));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+// F16C's vcvtph2ps is exact (subnormals included), as F16ToF32.
+KUBEMOE_AVX2 inline __m256 Load8(const F16Row& r, int64_t c) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r.w + c)));
+}
+KUBEMOE_AVX2 inline __m256 Load8(const F32Row& r, int64_t c) { return _mm256_loadu_ps(r.w + c); }
 // c is a multiple of 8, so the 8 weights share one block's scale.
 KUBEMOE_AVX2 inline __m256 Load8(const Q8Row& r, int64_t c) {
   const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(r.q + c));
@@ -49,6 +71,12 @@ inline float At(const Bf16Row& r, int64_t c) {
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
+inline float At(const F16Row& r, int64_t c) {
+  float f;
+  F16ToF32(r.w + c, &f, 1);
+  return f;
+}
+inline float At(const F32Row& r, int64_t c) { return r.w[c]; }
 inline float At(const Q8Row& r, int64_t c) {
   return static_cast<float>(r.q[c]) * r.s[c / kQ8_0Block];
 }
@@ -63,6 +91,8 @@ KUBEMOE_AVX2 inline void Prefetch(const void* p) {
 }
 
 inline const uint16_t* RowBytes(const Bf16Row& r) { return r.w; }
+inline const uint16_t* RowBytes(const F16Row& r) { return r.w; }
+inline const float* RowBytes(const F32Row& r) { return r.w; }
 inline const int8_t* RowBytes(const Q8Row& r) { return r.q; }
 
 KUBEMOE_AVX2 inline float HSum(__m256 v) {
@@ -83,14 +113,14 @@ KUBEMOE_AVX2 inline void TileChunks(const Row* rows, const float* x, int64_t ldx
     __m256 xv[MB];
     for (int i = 0; i < MB; ++i) xv[i] = _mm256_loadu_ps(x + i * ldx + c);
     for (int r = 0; r < RB; ++r) {
-      if ((c & 31) == 0) Prefetch(RowBytes(rows[r]) + c + RB * k);  // >= one per line
+      if ((c & (Row::kPrefetchEvery - 1)) == 0) Prefetch(RowBytes(rows[r]) + c + RB * k);
       const __m256 w = Load8(rows[r], c);
       for (int i = 0; i < MB; ++i) acc[r][i] = _mm256_fmadd_ps(w, xv[i], acc[r][i]);
     }
   }
   for (int r = 0; r < RB; ++r)
     for (int i = 0; i < MB; ++i) out[r][i] = HSum(acc[r][i]);
-  for (; c < k; ++c)  // K not a multiple of 8 (bf16 only; Q8_0 rows are whole blocks)
+  for (; c < k; ++c)  // K not a multiple of 8 (not Q8_0: its rows are whole blocks)
     for (int r = 0; r < RB; ++r)
       for (int i = 0; i < MB; ++i) out[r][i] += At(rows[r], c) * x[i * ldx + c];
 }
@@ -220,16 +250,59 @@ KUBEMOE_AVX2 void GateUp(const Product& p) {
   }
 }
 
+template <class Row>
+KUBEMOE_AVX2 void RowsToF32(const WeightMatrix& w, int64_t row_begin, int64_t row_end, float* out) {
+  const int64_t k = w.cols;
+  for (int64_t n = row_begin; n < row_end; ++n) {
+    Row row;
+    MakeRow(w, n, &row);
+    float* o = out + (n - row_begin) * k;
+    int64_t c = 0;
+    for (; c + 8 <= k; c += 8) _mm256_storeu_ps(o + c, Load8(row, c));
+    for (; c < k; ++c) o[c] = At(row, c);
+  }
+}
+
 }  // namespace
 
 KUBEMOE_AVX2 void MatmulAvx2(const Product& p) {
-  if (p.w->format == WeightFormat::kBf16) return Matmul<Bf16Row>(p);
-  return Matmul<Q8Row>(p);
+  switch (p.w->format) {
+    case WeightFormat::kBf16:
+      return Matmul<Bf16Row>(p);
+    case WeightFormat::kF16:
+      return Matmul<F16Row>(p);
+    case WeightFormat::kF32:
+      return Matmul<F32Row>(p);
+    case WeightFormat::kQ8_0:
+      return Matmul<Q8Row>(p);
+  }
 }
 
 KUBEMOE_AVX2 void GateUpAvx2(const Product& p) {
-  if (p.w->format == WeightFormat::kBf16) return GateUp<Bf16Row>(p);
-  return GateUp<Q8Row>(p);
+  switch (p.w->format) {
+    case WeightFormat::kBf16:
+      return GateUp<Bf16Row>(p);
+    case WeightFormat::kF16:
+      return GateUp<F16Row>(p);
+    case WeightFormat::kF32:
+      return GateUp<F32Row>(p);
+    case WeightFormat::kQ8_0:
+      return GateUp<Q8Row>(p);
+  }
+}
+
+KUBEMOE_AVX2 void RowsToF32Avx2(const WeightMatrix& w, int64_t row_begin, int64_t row_end,
+                                float* out) {
+  switch (w.format) {
+    case WeightFormat::kBf16:
+      return RowsToF32<Bf16Row>(w, row_begin, row_end, out);
+    case WeightFormat::kF16:
+      return RowsToF32<F16Row>(w, row_begin, row_end, out);
+    case WeightFormat::kF32:
+      return RowsToF32<F32Row>(w, row_begin, row_end, out);
+    case WeightFormat::kQ8_0:
+      return RowsToF32<Q8Row>(w, row_begin, row_end, out);
+  }
 }
 
 }  // namespace kubemoe::cpu::paths

@@ -2,7 +2,9 @@
 // attribute (no global -mavx512f), has internal linkage, and runs only after the dispatcher saw the
 // features. A tile of 4 weight rows x 2 rows of x keeps 8 accumulators, 2 x vectors and one
 // widened weight vector in zmm registers; each weight vector loaded is used for both
-// rows of x, and each x vector for 4 weight rows.
+// rows of x, and each x vector for 4 weight rows. The tile code is shared by every format: a
+// format is a row type with Load16 (16 weights widened to f32), At (one weight, for the tail)
+// and its prefetch stride.
 #if defined(__x86_64__)
 
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() values, which it then reports as
@@ -14,6 +16,7 @@
 
 #include <cstring>
 
+#include "kernels/cpu/convert.h"
 #include "kernels/cpu/weight_matmul_paths.h"
 
 #define KUBEMOE_AVX512 __attribute__((target("avx512f")))
@@ -21,15 +24,29 @@
 namespace kubemoe::cpu::paths {
 namespace {
 
+// One weight row of each format. kPrefetchEvery: elements per prefetch hint (>= one per 64-byte
+// line).
 struct Bf16Row {
+  static constexpr int64_t kPrefetchEvery = 32;
   const uint16_t* w;
 };
+struct F16Row {
+  static constexpr int64_t kPrefetchEvery = 32;
+  const uint16_t* w;
+};
+struct F32Row {
+  static constexpr int64_t kPrefetchEvery = 16;
+  const float* w;
+};
 struct Q8Row {
+  static constexpr int64_t kPrefetchEvery = 32;
   const int8_t* q;
   const float* s;
 };
 
 void MakeRow(const WeightMatrix& w, int64_t n, Bf16Row* r) { r->w = w.bf16 + n * w.cols; }
+void MakeRow(const WeightMatrix& w, int64_t n, F16Row* r) { r->w = w.f16 + n * w.cols; }
+void MakeRow(const WeightMatrix& w, int64_t n, F32Row* r) { r->w = w.f32 + n * w.cols; }
 void MakeRow(const WeightMatrix& w, int64_t n, Q8Row* r) {
   r->q = w.quants + n * w.cols;
   r->s = w.scales + n * (w.cols / kQ8_0Block);
@@ -40,6 +57,11 @@ KUBEMOE_AVX512 inline __m512 Load16(const Bf16Row& r, int64_t c) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.w + c));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
+// vcvtph2ps is exact (subnormals included), as F16ToF32.
+KUBEMOE_AVX512 inline __m512 Load16(const F16Row& r, int64_t c) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r.w + c)));
+}
+KUBEMOE_AVX512 inline __m512 Load16(const F32Row& r, int64_t c) { return _mm512_loadu_ps(r.w + c); }
 // c is a multiple of 16, so the 16 weights share one block's scale.
 KUBEMOE_AVX512 inline __m512 Load16(const Q8Row& r, int64_t c) {
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r.q + c));
@@ -53,6 +75,12 @@ inline float At(const Bf16Row& r, int64_t c) {
   std::memcpy(&f, &u, sizeof f);
   return f;
 }
+inline float At(const F16Row& r, int64_t c) {
+  float f;
+  F16ToF32(r.w + c, &f, 1);
+  return f;
+}
+inline float At(const F32Row& r, int64_t c) { return r.w[c]; }
 inline float At(const Q8Row& r, int64_t c) {
   return static_cast<float>(r.q[c]) * r.s[c / kQ8_0Block];
 }
@@ -64,6 +92,8 @@ KUBEMOE_AVX512 inline void Prefetch(const void* p) {
   _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
 }
 inline const uint16_t* RowBytes(const Bf16Row& r) { return r.w; }
+inline const uint16_t* RowBytes(const F16Row& r) { return r.w; }
+inline const float* RowBytes(const F32Row& r) { return r.w; }
 inline const int8_t* RowBytes(const Q8Row& r) { return r.q; }
 
 // Folds the four 128-bit quarters, then the four lanes.
@@ -87,14 +117,14 @@ KUBEMOE_AVX512 inline void Tile(const Row* rows, const float* x, int64_t ldx, in
     __m512 xv[MB];
     for (int i = 0; i < MB; ++i) xv[i] = _mm512_loadu_ps(x + i * ldx + c);
     for (int r = 0; r < RB; ++r) {
-      if ((c & 31) == 0) Prefetch(RowBytes(rows[r]) + c + RB * k);  // >= one hint per line
+      if ((c & (Row::kPrefetchEvery - 1)) == 0) Prefetch(RowBytes(rows[r]) + c + RB * k);
       const __m512 w = Load16(rows[r], c);
       for (int i = 0; i < MB; ++i) acc[r][i] = _mm512_fmadd_ps(w, xv[i], acc[r][i]);
     }
   }
   for (int r = 0; r < RB; ++r)
     for (int i = 0; i < MB; ++i) out[r][i] = HSum(acc[r][i]);
-  for (; c < k; ++c)  // K not a multiple of 16 (bf16 only; Q8_0 rows are whole blocks)
+  for (; c < k; ++c)  // K not a multiple of 16 (not Q8_0: its rows are whole blocks)
     for (int r = 0; r < RB; ++r)
       for (int i = 0; i < MB; ++i) out[r][i] += At(rows[r], c) * x[i * ldx + c];
 }
@@ -168,13 +198,29 @@ KUBEMOE_AVX512 void GateUp(const Product& p) {
 }  // namespace
 
 KUBEMOE_AVX512 void MatmulAvx512(const Product& p) {
-  if (p.w->format == WeightFormat::kBf16) return Matmul<Bf16Row>(p);
-  return Matmul<Q8Row>(p);
+  switch (p.w->format) {
+    case WeightFormat::kBf16:
+      return Matmul<Bf16Row>(p);
+    case WeightFormat::kF16:
+      return Matmul<F16Row>(p);
+    case WeightFormat::kF32:
+      return Matmul<F32Row>(p);
+    case WeightFormat::kQ8_0:
+      return Matmul<Q8Row>(p);
+  }
 }
 
 KUBEMOE_AVX512 void GateUpAvx512(const Product& p) {
-  if (p.w->format == WeightFormat::kBf16) return GateUp<Bf16Row>(p);
-  return GateUp<Q8Row>(p);
+  switch (p.w->format) {
+    case WeightFormat::kBf16:
+      return GateUp<Bf16Row>(p);
+    case WeightFormat::kF16:
+      return GateUp<F16Row>(p);
+    case WeightFormat::kF32:
+      return GateUp<F32Row>(p);
+    case WeightFormat::kQ8_0:
+      return GateUp<Q8Row>(p);
+  }
 }
 
 }  // namespace kubemoe::cpu::paths

@@ -22,9 +22,13 @@ struct Product {
   int64_t n_end;
 };
 
+// WeightRowsToF32: out = rows [row_begin, row_end) of w in f32.
+void RowsToF32Scalar(const WeightMatrix& w, int64_t row_begin, int64_t row_end, float* out);
+
 void MatmulScalar(const Product& p);
 void GateUpScalar(const Product& p);
 #if defined(__x86_64__)
+void RowsToF32Avx2(const WeightMatrix& w, int64_t row_begin, int64_t row_end, float* out);
 void MatmulAvx2(const Product& p);
 void GateUpAvx2(const Product& p);
 void MatmulAvx512(const Product& p);

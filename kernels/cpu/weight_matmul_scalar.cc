@@ -1,7 +1,8 @@
-// The portable path: widen one weight row to f32, then dot it with every row of x. It is the
-// fallback for CPUs without AVX2 and what the vector paths are tested against besides the f64
-// reference in the tests.
+// The portable path: widen one weight row to f32 (any format), then dot it with every row of x. It
+// is the fallback for CPUs without AVX2 and what the vector paths are tested against besides the
+// f64 reference in the tests.
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cpu/convert.h"
@@ -10,16 +11,26 @@
 namespace kubemoe::cpu::paths {
 namespace {
 
-// row[0..K) = W[n, :] in f32.
+// row[0..K) = W[n, :] in f32, widened exactly by convert.h's conversions.
 void DecodeRow(const WeightMatrix& w, int64_t n, float* row) {
   const int64_t k = w.cols;
-  if (w.format == WeightFormat::kBf16) {
-    Bf16ToF32(w.bf16 + n * k, row, static_cast<size_t>(k));
-    return;
+  switch (w.format) {
+    case WeightFormat::kF32:
+      std::memcpy(row, w.f32 + n * k, static_cast<size_t>(k) * sizeof(float));
+      return;
+    case WeightFormat::kBf16:
+      Bf16ToF32(w.bf16 + n * k, row, static_cast<size_t>(k));
+      return;
+    case WeightFormat::kF16:
+      F16ToF32(w.f16 + n * k, row, static_cast<size_t>(k));
+      return;
+    case WeightFormat::kQ8_0: {
+      const int8_t* q = w.quants + n * k;
+      const float* s = w.scales + n * (k / kQ8_0Block);
+      for (int64_t c = 0; c < k; ++c) row[c] = static_cast<float>(q[c]) * s[c / kQ8_0Block];
+      return;
+    }
   }
-  const int8_t* q = w.quants + n * k;
-  const float* s = w.scales + n * (k / kQ8_0Block);
-  for (int64_t c = 0; c < k; ++c) row[c] = static_cast<float>(q[c]) * s[c / kQ8_0Block];
 }
 
 // Eight partial sums, as the vector paths keep, so the rounding error grows like theirs.
@@ -36,6 +47,10 @@ float Dot(const float* a, const float* b, int64_t k) {
 }  // namespace
 
 float SiluMul(float g, float u) { return g / (1.0f + std::exp(-g)) * u; }
+
+void RowsToF32Scalar(const WeightMatrix& w, int64_t row_begin, int64_t row_end, float* out) {
+  for (int64_t n = row_begin; n < row_end; ++n) DecodeRow(w, n, out + (n - row_begin) * w.cols);
+}
 
 void MatmulScalar(const Product& p) {
   const int64_t k = p.w->cols;
