@@ -1,6 +1,8 @@
 // Tests for kernels/cpu/weight_matmul (and q8_0): every dispatch path this CPU supports, forced
-// in turn, against a float64 reference computed from the weights as stored (bf16 widened
-// exactly, Q8_0 dequantized). Paths the CPU lacks are skipped, with a message saying so.
+// in turn, against a float64 reference computed from the weights as stored (f32 as is, bf16 and
+// f16 widened exactly, the f16 widening computed here independently of convert.h, Q8_0
+// dequantized). Every format runs through every function. Paths the CPU lacks are skipped, with
+// a message saying so.
 //
 // Bound: f32 accumulation in >= 8 partial sums of at most ~K/8 terms each errs by about
 // sqrt(K/8) x 6e-8 of the sum of |x[k] w[k]| (the L1 norm of the products); the tests assert
@@ -12,8 +14,10 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "kernels/cpu/convert.h"
 #include "kernels/cpu/q8_0.h"
 #include "kernels/cpu/weight_matmul.h"
 #include "model/dtype.h"
@@ -22,6 +26,7 @@ namespace kubemoe {
 namespace {
 
 using cpu::CpuPath;
+using cpu::WeightFormat;
 using cpu::WeightMatrix;
 
 constexpr double kRelL1 = 1e-5;
@@ -46,6 +51,96 @@ std::vector<uint16_t> ToBf16(const std::vector<float>& v) {
 std::vector<float> Widen(const std::vector<uint16_t>& v) {
   std::vector<float> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = Bf16ToFloat(v[i]);
+  return out;
+}
+
+// IEEE half bits -> value, from the definition (not convert.h's code): subnormals are
+// mantissa x 2^-24, normals (1024 + mantissa) x 2^(exponent - 25). No inf/NaN here.
+float F16Exact(uint16_t h) {
+  const int exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  const double v = exponent == 0 ? std::ldexp(static_cast<double>(mantissa), -24)
+                                 : std::ldexp(static_cast<double>(1024 + mantissa), exponent - 25);
+  return static_cast<float>((h & 0x8000) != 0 ? -v : v);  // exact: f16 values fit in f32
+}
+
+// f16 weights: mostly N(0, sd) rounded to f16, and every 4th a random finite bit pattern (any
+// exponent but 31, so large values and subnormals too), every 4th + 2 a random subnormal.
+std::vector<uint16_t> RandomF16(size_t n, uint32_t seed, float sd) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, sd);
+  std::vector<uint16_t> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint16_t bits = static_cast<uint16_t>(rng());
+    if (i % 4 == 0) {
+      out[i] = ((bits >> 10) & 0x1f) == 0x1f ? static_cast<uint16_t>(bits & 0xbfff) : bits;
+    } else if (i % 4 == 2) {
+      out[i] = static_cast<uint16_t>(bits & 0x83ff);  // exponent 0: subnormal (or zero)
+    } else {
+      out[i] = FloatToF16(d(rng));
+    }
+  }
+  return out;
+}
+
+// Weights of any format with their reference f32 values (owning the bytes; views stay valid
+// when a Weights is moved, since vectors keep their buffers).
+struct Weights {
+  WeightMatrix w;
+  std::vector<float> ref;  // [rows x cols], the exact values the kernels must multiply by
+  std::vector<uint16_t> u16;
+  std::vector<float> f32;
+  cpu::Q8_0Matrix q;
+};
+
+const WeightFormat kFormats[] = {WeightFormat::kBf16, WeightFormat::kF16, WeightFormat::kF32,
+                                 WeightFormat::kQ8_0};
+
+const char* FormatName(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::kBf16:
+      return "bf16";
+    case WeightFormat::kF16:
+      return "f16";
+    case WeightFormat::kF32:
+      return "f32";
+    case WeightFormat::kQ8_0:
+      return "q8_0";
+  }
+  return "?";
+}
+
+Weights MakeWeights(WeightFormat format, int64_t rows, int64_t cols, uint32_t seed,
+                    float sd = 0.05f) {
+  Weights out;
+  const size_t n = static_cast<size_t>(rows * cols);
+  switch (format) {
+    case WeightFormat::kBf16:
+      out.u16 = ToBf16(Normal(n, seed, sd));
+      out.ref = Widen(out.u16);
+      out.w = WeightMatrix::Bf16(out.u16.data(), rows, cols);
+      break;
+    case WeightFormat::kF16:
+      out.u16 = RandomF16(n, seed, sd);
+      out.ref.resize(n);
+      for (size_t i = 0; i < n; ++i) out.ref[i] = F16Exact(out.u16[i]);
+      out.w = WeightMatrix::F16(out.u16.data(), rows, cols);
+      break;
+    case WeightFormat::kF32:
+      out.f32 = Normal(n, seed, sd);
+      out.ref = out.f32;
+      out.w = WeightMatrix::F32(out.f32.data(), rows, cols);
+      break;
+    case WeightFormat::kQ8_0: {
+      const std::vector<float> raw = Normal(n, seed, sd);
+      auto q = cpu::QuantizeQ8_0(raw.data(), rows, cols);
+      EXPECT_TRUE(q.ok()) << q.status().message();
+      out.q = std::move(*q);
+      out.ref.resize(n);
+      cpu::DequantizeQ8_0(out.q, out.ref.data());
+      out.w = out.q.View();
+      break;
+    }
+  }
   return out;
 }
 
@@ -219,20 +314,17 @@ TEST_P(WeightMatmulPathTest, FusedGateUpMatchesF64Reference) {
   }
 }
 
-TEST_P(WeightMatmulPathTest, ExpertIsGateUpThenDown) {
+void CheckExpert(CpuPath path, WeightFormat format) {
   const int64_t hidden = 64, inter = 96, m = 3;
-  const std::vector<uint16_t> gb = ToBf16(Normal(inter * hidden, 300, 0.05f));
-  const std::vector<uint16_t> ub = ToBf16(Normal(inter * hidden, 301, 0.05f));
-  const std::vector<uint16_t> db = ToBf16(Normal(hidden * inter, 302, 0.05f));
-  const WeightMatrix g = WeightMatrix::Bf16(gb.data(), inter, hidden);
-  const WeightMatrix u = WeightMatrix::Bf16(ub.data(), inter, hidden);
-  const WeightMatrix d = WeightMatrix::Bf16(db.data(), hidden, inter);
+  const Weights gw = MakeWeights(format, inter, hidden, 300);
+  const Weights uw = MakeWeights(format, inter, hidden, 301);
+  const Weights dw = MakeWeights(format, hidden, inter, 302);
   const std::vector<float> x = Normal(m * hidden, 303);
   std::vector<float> scratch(m * inter), out(m * hidden);
-  cpu::WeightSwiGluExpert(x.data(), m, g, u, d, scratch.data(), out.data(), GetParam());
+  cpu::WeightSwiGluExpert(x.data(), m, gw.w, uw.w, dw.w, scratch.data(), out.data(), path);
 
   // Against f64 end to end: h's own tolerance carried through the down product.
-  const std::vector<float> gf = Widen(gb), uf = Widen(ub), df = Widen(db);
+  const std::vector<float>&gf = gw.ref, &uf = uw.ref, &df = dw.ref;
   for (int64_t i = 0; i < m; ++i) {
     std::vector<double> h(inter), htol(inter);
     for (int64_t j = 0; j < inter; ++j) {
@@ -250,6 +342,169 @@ TEST_P(WeightMatmulPathTest, ExpertIsGateUpThenDown) {
         carried += htol[j] * std::fabs(wd);
       }
       ASSERT_NEAR(out[i * hidden + o], v, kRelL1 * l1 + carried + 1e-30) << i << ", " << o;
+    }
+  }
+}
+
+TEST_P(WeightMatmulPathTest, ExpertIsGateUpThenDown) {
+  for (WeightFormat format : kFormats) {
+    SCOPED_TRACE(FormatName(format));
+    CheckExpert(GetParam(), format);
+    if (HasFatalFailure()) return;
+  }
+}
+
+// Every format x M in {1, 3, 4, 8, 17} (the 1-, 2- and 4-row tiles of x and their remainders) x
+// row ranges that start and end off the 4-row weight tile, K with and without a vector tail.
+TEST_P(WeightMatmulPathTest, EveryFormatMatchesF64ReferenceOnRowRanges) {
+  const int ms[] = {1, 3, 4, 8, 17};
+  const int64_t n = 37;
+  const int64_t ranges[][2] = {{0, 37}, {0, 1}, {1, 6}, {5, 22}, {33, 37}, {36, 37}, {9, 9}};
+  uint32_t seed = 500;
+  for (WeightFormat format : kFormats) {
+    const std::vector<int64_t> ks = format == WeightFormat::kQ8_0
+                                        ? std::vector<int64_t>{32, 96, 256}
+                                        : std::vector<int64_t>{1, 7, 33, 100, 257};
+    g_worst_rel = 0;
+    for (int64_t k : ks) {
+      const Weights w = MakeWeights(format, n, k, seed++);
+      for (const auto& range : ranges) {
+        for (int m : ms) {
+          SCOPED_TRACE(std::string(FormatName(format)) + " k=" + std::to_string(k) +
+                       " m=" + std::to_string(m) + " rows [" + std::to_string(range[0]) + ", " +
+                       std::to_string(range[1]) + ")");
+          CheckMatmul(GetParam(), w.w, w.ref, m, range[0], range[1], seed++);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+    std::printf("%s %s (row ranges): worst |error| / L1 = %.3g (bound %.0e)\n",
+                cpu::CpuPathName(GetParam()), FormatName(format), g_worst_rel, kRelL1);
+  }
+}
+
+// f16 subnormals alone: a kernel that flushed them to zero (or read them as bf16) would be off
+// by the whole result, far beyond the bound.
+TEST_P(WeightMatmulPathTest, F16SubnormalWeights) {
+  const int64_t n = 9, k = 75;
+  std::vector<uint16_t> bits(n * k);
+  std::mt19937 rng(600);
+  for (uint16_t& b : bits) b = static_cast<uint16_t>((rng() & 0x83ff) | 1);  // nonzero subnormal
+  std::vector<float> ref(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) ref[i] = F16Exact(bits[i]);
+  EXPECT_LT(std::fabs(ref[0]), 6.2e-5f);  // below the smallest normal half, 2^-14
+  for (int m : {1, 4, 5}) {
+    CheckMatmul(GetParam(), WeightMatrix::F16(bits.data(), n, k), ref, m, 0, n, 601 + m);
+  }
+}
+
+// The same bits as f16 and as bf16 are different matrices; each view must be read as its own.
+TEST_P(WeightMatmulPathTest, F16IsNotReadAsBf16) {
+  const int64_t n = 8, k = 64, m = 2;
+  std::vector<uint16_t> bits(n * k);
+  for (size_t i = 0; i < bits.size(); ++i) bits[i] = FloatToF16(0.01f * static_cast<float>(i % 13));
+  std::vector<float> as_f16(bits.size()), as_bf16(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) {
+    as_f16[i] = F16Exact(bits[i]);
+    as_bf16[i] = Bf16ToFloat(bits[i]);
+  }
+  const std::vector<float> x = Normal(m * k, 602);
+  std::vector<float> y16(m * n), ybf(m * n);
+  cpu::WeightMatmul(x.data(), k, m, WeightMatrix::F16(bits.data(), n, k), y16.data(), n, 0, n,
+                    GetParam());
+  cpu::WeightMatmul(x.data(), k, m, WeightMatrix::Bf16(bits.data(), n, k), ybf.data(), n, 0, n,
+                    GetParam());
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const Ref r16 = Dot(x.data() + i * k, as_f16.data() + j * k, k);
+      const Ref rbf = Dot(x.data() + i * k, as_bf16.data() + j * k, k);
+      ASSERT_NEAR(y16[i * n + j], r16.value, kRelL1 * r16.l1 + 1e-30) << i << ", " << j;
+      ASSERT_NEAR(ybf[i * n + j], rbf.value, kRelL1 * rbf.l1 + 1e-30) << i << ", " << j;
+      if (r16.l1 > 0) {
+        EXPECT_NE(y16[i * n + j], ybf[i * n + j]) << i << ", " << j;
+      }
+    }
+  }
+}
+
+// The fused gate-up for every format, M and row range, sentinels around the written range.
+TEST_P(WeightMatmulPathTest, EveryFormatFusedGateUpOnRowRanges) {
+  const int ms[] = {1, 3, 4, 8, 17};
+  const int64_t inter = 13;
+  const int64_t ranges[][2] = {{0, 13}, {1, 6}, {5, 12}, {12, 13}};
+  uint32_t seed = 700;
+  for (WeightFormat format : kFormats) {
+    const std::vector<int64_t> ks = format == WeightFormat::kQ8_0 ? std::vector<int64_t>{32, 160}
+                                                                  : std::vector<int64_t>{9, 100};
+    for (int64_t k : ks) {
+      const Weights g = MakeWeights(format, inter, k, seed++);
+      const Weights u = MakeWeights(format, inter, k, seed++);
+      for (const auto& range : ranges) {
+        for (int m : ms) {
+          const int64_t ldx = k + 1, ldh = inter + 2;
+          const std::vector<float> x = Normal(m * ldx, seed++);
+          const float sentinel = -777.0f;
+          std::vector<float> h(m * ldh, sentinel);
+          cpu::WeightSwiGluGateUp(x.data(), ldx, m, g.w, u.w, h.data(), ldh, range[0], range[1],
+                                  GetParam());
+          for (int64_t i = 0; i < m; ++i) {
+            for (int64_t j = 0; j < ldh; ++j) {
+              const float got = h[i * ldh + j];
+              if (j < range[0] || j >= range[1]) {
+                ASSERT_EQ(got, sentinel) << "wrote outside the range at (" << i << ", " << j << ")";
+                continue;
+              }
+              const GateUpRef r = GateUpReference(x.data() + i * ldx, g.ref.data() + j * k,
+                                                  u.ref.data() + j * k, k);
+              ASSERT_NEAR(got, r.value, r.tol) << FormatName(format) << " k=" << k << " m=" << m
+                                               << " at (" << i << ", " << j << ")";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// WeightRowsToF32 gives exactly the values convert.h / DequantizeQ8_0 give (and, for f16, the
+// values of the definition), for any row range; nothing past the range is written.
+TEST_P(WeightMatmulPathTest, RowsToF32MatchesTheConversions) {
+  const int64_t n = 11;
+  const int64_t ranges[][2] = {{0, 11}, {0, 1}, {3, 10}, {10, 11}, {4, 4}};
+  uint32_t seed = 800;
+  for (WeightFormat format : kFormats) {
+    for (int64_t k : {32, 96, 200}) {
+      if (format == WeightFormat::kQ8_0 && k % 32 != 0) continue;
+      const Weights w = MakeWeights(format, n, k, seed++);
+      // The conversion under test's twin, over the whole matrix.
+      std::vector<float> want(n * k);
+      switch (format) {
+        case WeightFormat::kBf16:
+          cpu::Bf16ToF32(w.u16.data(), want.data(), want.size());
+          break;
+        case WeightFormat::kF16:
+          cpu::F16ToF32(w.u16.data(), want.data(), want.size());
+          EXPECT_EQ(want, w.ref);  // convert.h agrees with the definition
+          break;
+        case WeightFormat::kF32:
+          want = w.f32;
+          break;
+        case WeightFormat::kQ8_0:
+          cpu::DequantizeQ8_0(w.q, want.data());
+          break;
+      }
+      for (const auto& range : ranges) {
+        const int64_t count = (range[1] - range[0]) * k;
+        std::vector<float> out(count + 7, -1.5f);
+        cpu::WeightRowsToF32(w.w, range[0], range[1], out.data(), GetParam());
+        for (int64_t i = 0; i < count; ++i) {
+          ASSERT_EQ(out[i], want[range[0] * k + i])
+              << FormatName(format) << " k=" << k << " rows [" << range[0] << ", " << range[1]
+              << ") element " << i;
+        }
+        for (int64_t i = count; i < count + 7; ++i)
+          ASSERT_EQ(out[i], -1.5f) << "wrote past the end";
+      }
     }
   }
 }
@@ -321,6 +576,33 @@ TEST(Q8_0Test, RejectsRowsThatAreNotWholeBlocks) {
   std::vector<float> bad(64, 0.0f);
   bad[5] = std::numeric_limits<float>::infinity();
   EXPECT_FALSE(cpu::QuantizeQ8_0(bad.data(), 1, 64).ok());
+}
+
+TEST(WeightMatrixTest, BytesPerFormat) {
+  std::vector<uint16_t> h(6);
+  std::vector<float> f(6);
+  EXPECT_EQ(WeightMatrix::F32(f.data(), 2, 3).Bytes(), 24);
+  EXPECT_EQ(WeightMatrix::F16(h.data(), 2, 3).Bytes(), 12);
+  EXPECT_EQ(WeightMatrix::Bf16(h.data(), 2, 3).Bytes(), 12);
+  const WeightMatrix w16 = WeightMatrix::F16(h.data(), 2, 3);
+  EXPECT_EQ(w16.format, WeightFormat::kF16);
+  EXPECT_EQ(w16.f16, h.data());
+  EXPECT_EQ(w16.bf16, nullptr);
+  const WeightMatrix w32 = WeightMatrix::F32(f.data(), 2, 3);
+  EXPECT_EQ(w32.format, WeightFormat::kF32);
+  EXPECT_EQ(w32.f32, f.data());
+}
+
+TEST(WeightMatmulDeathTest, WeightWithoutDataAborts) {
+  std::vector<float> x(8), y(1), out(8);
+  EXPECT_DEATH(
+      cpu::WeightMatmul(x.data(), 8, 1, WeightMatrix::F16(nullptr, 1, 8), y.data(), 1, 0, 1),
+      "f16 weight without data");
+  EXPECT_DEATH(cpu::WeightRowsToF32(WeightMatrix::F32(nullptr, 1, 8), 0, 1, out.data()),
+               "f32 weight without data");
+  std::vector<float> w(8);
+  EXPECT_DEATH(cpu::WeightRowsToF32(WeightMatrix::F32(w.data(), 1, 8), 0, 2, out.data()),
+               "row_begin, row_end");
 }
 
 TEST(WeightMatmulDeathTest, Q8_0WeightWithPartialBlocksAborts) {
