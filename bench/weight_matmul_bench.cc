@@ -2,6 +2,8 @@
 // effective bandwidth: bytes of weight read per second, beside a STREAM-style read of a 512 MiB
 // array on the same thread, so each kernel's fraction of the machine's read bandwidth comes
 // from one run. Single-threaded (OpenBLAS too); the thread pool comes with the engine work.
+// Weight formats: bf16, Q8_0, f16 and f32 through WeightMatmul, and the same f32 matrices
+// through OpenBLAS sgemm for comparison.
 //
 // Each iteration multiplies by the next matrix of a pool of distinct copies that together hold
 // >= 256 MiB (by default), larger than any last-level cache here, so weights come from DRAM as at
@@ -123,19 +125,20 @@ void BM_StreamRead(benchmark::State& state) {
 
 // Distinct [n x k] matrices of one format, >= kPoolBytes in all, in one allocation.
 struct Pool {
-  std::vector<uint16_t> bf16;
+  std::vector<uint16_t> bf16;  // bf16 or f16 bits
   std::vector<int8_t> quants;
   std::vector<float> scales, f32;
-  std::vector<cpu::WeightMatrix> views;  // bf16 / Q8_0 only
+  std::vector<cpu::WeightMatrix> views;
   int64_t count = 0;
   int64_t n = 0, k = 0;
 };
 
-enum class Kind { kBf16, kQ8_0, kF32 };
+enum class Kind { kBf16, kQ8_0, kF32, kF16 };
 
 int64_t BytesPerMatrix(Kind kind, int64_t n, int64_t k) {
   switch (kind) {
     case Kind::kBf16:
+    case Kind::kF16:
       return n * k * 2;
     case Kind::kQ8_0:
       return n * k + n * (k / cpu::kQ8_0Block) * 4;
@@ -163,6 +166,17 @@ Pool MakePool(Kind kind, int64_t n, int64_t k) {
     for (int64_t c = 0; c < p.count; ++c) {
       p.views.push_back(cpu::WeightMatrix::Bf16(p.bf16.data() + c * n * k, n, k));
     }
+  } else if (kind == Kind::kF16) {
+    // Normal halves of magnitude 2^-5 .. 1, random sign and mantissa.
+    p.bf16.resize(static_cast<size_t>(elems));
+    for (int64_t i = 0; i < elems; ++i) {
+      const uint32_t h = Hash(static_cast<uint64_t>(i));
+      p.bf16[static_cast<size_t>(i)] =
+          static_cast<uint16_t>((h & 0x83ff) | ((10 + (h >> 16) % 5) << 10));
+    }
+    for (int64_t c = 0; c < p.count; ++c) {
+      p.views.push_back(cpu::WeightMatrix::F16(p.bf16.data() + c * n * k, n, k));
+    }
   } else if (kind == Kind::kQ8_0) {
     const int64_t blocks = n * (k / cpu::kQ8_0Block);
     p.quants.resize(static_cast<size_t>(elems));
@@ -183,6 +197,9 @@ Pool MakePool(Kind kind, int64_t n, int64_t k) {
   } else {
     p.f32.resize(static_cast<size_t>(elems));
     for (int64_t i = 0; i < elems; ++i) p.f32[static_cast<size_t>(i)] = SmallFloat(i);
+    for (int64_t c = 0; c < p.count; ++c) {
+      p.views.push_back(cpu::WeightMatrix::F32(p.f32.data() + c * n * k, n, k));
+    }
   }
   return p;
 }
@@ -195,7 +212,8 @@ std::vector<float> Activations(int64_t m, int64_t k) {
 
 // --- Products: args are (N, K, M) -------------------------------------------------------------
 
-void RunWeightMatmul(benchmark::State& state, Kind kind) {
+// cblas: the f32 pool through OpenBLAS sgemm instead of WeightMatmul.
+void RunWeightMatmul(benchmark::State& state, Kind kind, bool cblas = false) {
   const int64_t n = state.range(0), k = state.range(1), m = state.range(2);
   const Pool pool = MakePool(kind, n, k);
   const std::vector<float> x = Activations(m, k);
@@ -204,7 +222,7 @@ void RunWeightMatmul(benchmark::State& state, Kind kind) {
   double seconds = 0;
   for (auto _ : state) {
     const double t0 = Now();
-    if (kind == Kind::kF32) {
+    if (cblas) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m),
                   static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, x.data(),
                   static_cast<blasint>(k), pool.f32.data() + next * n * k, static_cast<blasint>(k),
@@ -217,13 +235,14 @@ void RunWeightMatmul(benchmark::State& state, Kind kind) {
     next = (next + 1) % pool.count;
   }
   Report(state, static_cast<double>(BytesPerMatrix(kind, n, k)), seconds);
-  state.SetLabel(kind == Kind::kF32 ? "openblas sgemm, 1 thread"
-                                    : cpu::CpuPathName(cpu::BestCpuPath()));
+  state.SetLabel(cblas ? "openblas sgemm, 1 thread" : cpu::CpuPathName(cpu::BestCpuPath()));
 }
 
 void BM_Bf16(benchmark::State& state) { RunWeightMatmul(state, Kind::kBf16); }
 void BM_Q8_0(benchmark::State& state) { RunWeightMatmul(state, Kind::kQ8_0); }
-void BM_F32Cblas(benchmark::State& state) { RunWeightMatmul(state, Kind::kF32); }
+void BM_F16(benchmark::State& state) { RunWeightMatmul(state, Kind::kF16); }
+void BM_F32(benchmark::State& state) { RunWeightMatmul(state, Kind::kF32); }
+void BM_F32Cblas(benchmark::State& state) { RunWeightMatmul(state, Kind::kF32, /*cblas=*/true); }
 
 // Fused gate-up of one expert ([I x H] each): the bytes of both matrices per call. Gate and up
 // are consecutive matrices of the pool. Args (I, H, M).
@@ -273,6 +292,8 @@ BENCHMARK(BM_StreamRead)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Bf16)->Apply(Shapes)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Q8_0)->Apply(Shapes)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_F16)->Apply(Shapes)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_F32)->Apply(Shapes)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_F32Cblas)->Apply(Shapes)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GateUpBf16)->Apply(GateUpShapes)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GateUpQ8_0)->Apply(GateUpShapes)->Unit(benchmark::kMicrosecond);
