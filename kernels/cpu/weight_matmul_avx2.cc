@@ -20,8 +20,8 @@
 namespace kubemoe::cpu::paths {
 namespace {
 
-// One weight row of each format. kPrefetchEvery: elements per prefetch hint (>= one per 64-byte
-// line; Q8_0 keeps its two per line, measured no slower).
+// One weight row of each format. kPrefetchEvery: elements per prefetch hint, at least one per
+// 64-byte line (Q8_0 keeps the one per block it had, two per line).
 struct Bf16Row {
   static constexpr int64_t kPrefetchEvery = 32;
   const uint16_t* w;
