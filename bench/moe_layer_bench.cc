@@ -26,9 +26,9 @@
 #include "engine/expert_executor.h"
 #include "engine/moe.h"
 #include "engine/weights.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/swiglu.h"
 #include "layers/grouped_experts.h"
+#include "layers/parallel_linear.h"
 #include "model/config.h"
 #include "routing/router.h"
 
@@ -78,31 +78,38 @@ FfnWeights MakeFfn(int64_t inter, uint64_t seed) {
   FfnWeights f;
   f.inter = inter;
   const auto n = static_cast<size_t>(inter * kHidden);
-  FillUniform(f.gate_proj, n, 0.02f, seed * 3 + 0);
-  FillUniform(f.up_proj, n, 0.02f, seed * 3 + 1);
-  FillUniform(f.down_proj, n, 0.02f, seed * 3 + 2);
+  std::vector<float> w;
+  FillUniform(w, n, 0.02f, seed * 3 + 0);
+  f.gate_proj = layers::LinearWeight::FromF32(std::move(w), inter, kHidden);
+  FillUniform(w, n, 0.02f, seed * 3 + 1);
+  f.up_proj = layers::LinearWeight::FromF32(std::move(w), inter, kHidden);
+  FillUniform(w, n, 0.02f, seed * 3 + 2);
+  f.down_proj = layers::LinearWeight::FromF32(std::move(w), kHidden, inter);
   return f;
 }
 
 // Runs routed experts like InProcessExpertExecutor (layers::RunRoutedExperts: tokens bucketed by
-// expert id, one SwiGLU over each expert's tokens) but reads expert e's weights from pool[e % kPool]: 160 full-size
-// experts would need 160 x 3 x 1536 x 5120 x 4 B = 15 GB. This is representative of the real
-// layer: buckets stay keyed by the real id, so every token still runs its 6 distinct experts as
-// full-size matrix products with the same per-expert token counts (the same GEMM shapes and
-// FLOPs). Only cache reuse across experts could differ, and it is negligible: one expert's
-// weights (94 MB) far exceed the last-level cache, so each bucket streams its weights from
-// memory either way.
+// expert id, one SwiGLU over each expert's tokens) but reads expert e's weights from pool[e %
+// kPool]: 160 full-size experts would need 160 x 3 x 1536 x 5120 x 4 B = 15 GB. This is
+// representative of the real layer: buckets stay keyed by the real id, so every token still runs
+// its 6 distinct experts as full-size matrix products with the same per-expert token counts (the
+// same GEMM shapes and FLOPs). Only cache reuse across experts could differ, and it is negligible:
+// one expert's weights (94 MB) far exceed the last-level cache, so each bucket streams its weights
+// from memory either way.
 class PooledExpertExecutor final : public ExpertExecutor {
  public:
-  explicit PooledExpertExecutor(const std::vector<FfnWeights>* pool) : pool_(pool) {}
+  PooledExpertExecutor(const std::vector<FfnWeights>* pool, ThreadPool* threads)
+      : pool_(pool), threads_(threads) {}
 
   StatusOr<std::unique_ptr<PendingExperts>> Dispatch(const ExpertDispatch& d) override {
     struct Pending final : PendingExperts {
       const std::vector<FfnWeights>* pool;
+      ThreadPool* threads;
       ExpertDispatch d;
       Status Combine(float* out) override {
         std::vector<float> routed(static_cast<size_t>(d.routes->num_tokens() * d.hidden_size));
         KUBEMOE_RETURN_IF_ERROR(layers::RunRoutedExperts(
+            *threads,
             [this](int32_t e) { return e >= 0 && e < kExperts ? &(*pool)[e % kPool] : nullptr; },
             d.hidden_size, d.hidden, *d.routes, routed.data()));
         for (size_t i = 0; i < routed.size(); ++i) out[i] += routed[i];
@@ -111,12 +118,14 @@ class PooledExpertExecutor final : public ExpertExecutor {
     };
     auto p = std::make_unique<Pending>();
     p->pool = pool_;
+    p->threads = threads_;
     p->d = d;
     return std::unique_ptr<PendingExperts>(std::move(p));
   }
 
  private:
   const std::vector<FfnWeights>* pool_;
+  ThreadPool* threads_;
 };
 
 // Everything the benchmarks share, built once (about 1 GB).
@@ -124,6 +133,7 @@ struct Fixture {
   ModelConfig config = V2MoeConfig();
   MoeWeights weights;
   std::vector<FfnWeights> pool;
+  std::unique_ptr<ThreadPool> threads = std::make_unique<ThreadPool>();  // the engine's default
   std::unique_ptr<routing::Router> group_limited;
   std::unique_ptr<routing::Router> device_limited;
   std::string error;
@@ -133,7 +143,9 @@ const Fixture& GetFixture() {
   static const Fixture* fixture = [] {
     auto* f = new Fixture;
     // Gate rows with a spread comparable to a trained gate, so routing is not degenerate.
-    FillUniform(f->weights.gate, static_cast<size_t>(kExperts * kHidden), 0.05f, 7);
+    std::vector<float> gate;
+    FillUniform(gate, static_cast<size_t>(kExperts * kHidden), 0.05f, 7);
+    f->weights.gate = layers::LinearWeight::FromF32(std::move(gate), kExperts, kHidden);
     f->weights.shared = MakeFfn(kInter * kShared, 11);
     for (int32_t i = 0; i < kPool; ++i) f->pool.push_back(MakeFfn(kInter, 100 + i));
 
@@ -165,7 +177,7 @@ std::vector<float> MakeHidden(int64_t tokens) {
 // The gate logits MoeForward computes for x (the same Linear call).
 std::vector<float> GateLogits(const Fixture& f, const std::vector<float>& x, int64_t tokens) {
   std::vector<float> logits(static_cast<size_t>(tokens * kExperts));
-  cpu::Linear(x.data(), tokens, kHidden, f.weights.gate.data(), kExperts, logits.data());
+  layers::ParallelLinear(*f.threads, x.data(), tokens, f.weights.gate, logits.data());
   return logits;
 }
 
@@ -252,13 +264,13 @@ void BM_MoeLayer(benchmark::State& state) {
   const int64_t tokens = state.range(0);
   const std::vector<float> x = MakeHidden(tokens);
   std::vector<float> out(x.size());
-  PooledExpertExecutor executor(&f.pool);
+  PooledExpertExecutor executor(&f.pool, f.threads.get());
   LayerRouting selection;
   double layer_seconds = 0;
   for (auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
-    const Status s = MoeForward(f.config, f.weights, *f.group_limited, executor, /*layer=*/0,
-                                x.data(), tokens, out.data(), &selection);
+    const Status s = MoeForward(*f.threads, f.config, f.weights, *f.group_limited, executor,
+                                /*layer=*/0, x.data(), tokens, out.data(), &selection);
     layer_seconds +=
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!s.ok()) {

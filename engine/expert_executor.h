@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "common/status.h"
+#include "common/thread_pool.h"
 #include "layers/expert_store.h"
 #include "layers/routes.h"
 
@@ -47,16 +48,18 @@ class ExpertExecutor {
   virtual StatusOr<std::unique_ptr<PendingExperts>> Dispatch(const ExpertDispatch& dispatch) = 0;
 };
 
-// Runs routed experts in this process from an ExpertStore, when Combine is called.
+// Runs routed experts in this process from an ExpertStore on `pool`, when Combine is called.
 class InProcessExpertExecutor final : public ExpertExecutor {
  public:
-  // REQUIRES: store outlives the executor.
-  explicit InProcessExpertExecutor(const layers::ExpertStore* store) : store_(store) {}
+  // REQUIRES: store and pool outlive the executor.
+  InProcessExpertExecutor(const layers::ExpertStore* store, ThreadPool* pool)
+      : store_(store), pool_(pool) {}
 
   StatusOr<std::unique_ptr<PendingExperts>> Dispatch(const ExpertDispatch& dispatch) override;
 
  private:
   const layers::ExpertStore* store_;
+  ThreadPool* pool_;
 };
 
 }  // namespace kubemoe::engine

@@ -4,9 +4,9 @@
 #include <optional>
 
 #include "kernels/cpu/attention.h"
-#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
+#include "layers/parallel_linear.h"
 
 namespace kubemoe::engine {
 namespace {
@@ -35,19 +35,20 @@ struct Dims {
         kvb(c.qk_nope_head_dim + c.v_head_dim) {}
 };
 
-// Decompressed attention of one sequence: expands every cached latent through kv_b_proj.
-void AttendDecompressed(const Dims& d, const AttentionWeights& w, float scale, const float* q,
-                        const SequenceSlice& s, const float* cache, float* attn_out) {
+// Decompressed attention of one sequence: expands every cached latent through kv_b_proj, then
+// attends head by head, heads in parallel.
+void AttendDecompressed(ThreadPool& pool, const Dims& d, const AttentionWeights& w, float scale,
+                        const float* q, const SequenceSlice& s, const float* cache,
+                        float* attn_out) {
   const int64_t start = s.cache->length();
   const int64_t len = start + s.count;
   std::vector<float> kv(static_cast<size_t>(len * d.heads * d.kvb));
-  cpu::LinearStrided(cache, d.row, len, d.r, w.kv_b_proj.data(), d.r, d.heads * d.kvb, kv.data(),
-                     d.heads * d.kvb);
-  std::vector<float> keys(static_cast<size_t>(len * d.dq));
+  layers::ParallelLinear(pool, cache, d.row, len, w.kv_b_proj.matrix(), kv.data(), d.heads * d.kvb);
   std::vector<int64_t> limits(static_cast<size_t>(s.count));
   for (int64_t i = 0; i < s.count; ++i) limits[static_cast<size_t>(i)] = start + i + 1;
-  std::vector<float> scratch(static_cast<size_t>(cpu::AttentionScratchFloats(s.count, len)));
-  for (int64_t h = 0; h < d.heads; ++h) {
+  pool.ParallelFor(d.heads, [&](int64_t h) {
+    std::vector<float> keys(static_cast<size_t>(len * d.dq));
+    std::vector<float> scratch(static_cast<size_t>(cpu::AttentionScratchFloats(s.count, len)));
     for (int64_t j = 0; j < len; ++j) {
       const float* k_nope = kv.data() + (j * d.heads + h) * d.kvb;
       float* key = keys.data() + j * d.dq;
@@ -58,40 +59,57 @@ void AttendDecompressed(const Dims& d, const AttentionWeights& w, float scale, c
                    keys.data(), d.dq, kv.data() + h * d.kvb + d.dn, d.heads * d.kvb, len, d.dq,
                    d.dv, scale, attn_out + (s.row * d.heads + h) * d.dv, d.heads * d.dv,
                    scratch.data());
-  }
+  });
 }
 
-// Absorbed attention of one sequence: scores against the latent rows themselves.
-void AttendAbsorbed(const Dims& d, const AttentionWeights& w, float scale, const float* q,
-                    const SequenceSlice& s, const float* cache, float* attn_out) {
-  const int64_t start = s.cache->length();
-  const int64_t len = start + s.count;
-  const int64_t n_q = s.count * d.heads;  // query rows: (token, head)
-  // q_abs[(i, h)] = [q_nope_h W_UK_h | q_pe_h], W_UK_h = rows [h*kvb, h*kvb + dn) of kv_b_proj.
-  std::vector<float> q_abs(static_cast<size_t>(n_q * d.row));
-  for (int64_t h = 0; h < d.heads; ++h) {
-    const float* w_uk = w.kv_b_proj.data() + h * d.kvb * d.r;
-    cpu::MatMulStrided(q + (s.row * d.heads + h) * d.dq, d.heads * d.dq, s.count, d.dn, w_uk, d.r,
-                       d.r, q_abs.data() + h * d.row, d.heads * d.row);
-    for (int64_t i = 0; i < s.count; ++i) {
-      const float* q_pe = q + ((s.row + i) * d.heads + h) * d.dq + d.dn;
-      std::copy(q_pe, q_pe + d.dr, q_abs.data() + (i * d.heads + h) * d.row + d.r);
+// Absorbed attention of every sequence in `seqs` at once: scores against the latent rows
+// themselves. Per head (heads in parallel), W_UK is applied to the queries of all their rows in
+// one product, each sequence attends to its own cache, and W_UV is applied to all the
+// probability-weighted latents in one product.
+void AttendAbsorbed(ThreadPool& pool, const Dims& d, const AttentionWeights& w, float scale,
+                    const float* q, std::span<const SequenceSlice> seqs, int64_t layer,
+                    float* attn_out) {
+  std::vector<int64_t> rows;  // batch rows of the sequences, in order
+  for (const SequenceSlice& s : seqs) {
+    for (int64_t i = 0; i < s.count; ++i) rows.push_back(s.row + i);
+  }
+  const auto n = static_cast<int64_t>(rows.size());
+  if (n == 0) return;
+  pool.ParallelFor(d.heads, [&](int64_t h) {
+    // q_abs[i] = [q_nope W_UK_h | q_pe] for every row i.
+    std::vector<float> q_nope(static_cast<size_t>(n * d.dn));
+    std::vector<float> q_abs(static_cast<size_t>(n * d.row));
+    for (int64_t i = 0; i < n; ++i) {
+      const float* qi = q + (rows[static_cast<size_t>(i)] * d.heads + h) * d.dq;
+      std::copy(qi, qi + d.dn, q_nope.data() + i * d.dn);
+      std::copy(qi + d.dn, qi + d.dq, q_abs.data() + i * d.row + d.r);
     }
-  }
-  std::vector<int64_t> limits(static_cast<size_t>(n_q));
-  for (int64_t i = 0; i < s.count; ++i) {
-    std::fill_n(limits.begin() + i * d.heads, d.heads, start + i + 1);
-  }
-  std::vector<float> latent(static_cast<size_t>(n_q * d.r));
-  std::vector<float> scratch(static_cast<size_t>(cpu::AttentionScratchFloats(n_q, len)));
-  cpu::Attention(q_abs.data(), d.row, n_q, limits.data(), cache, d.row, cache, d.row, len, d.row,
-                 d.r, scale, latent.data(), d.r, scratch.data());
-  // out_h = latent_h W_UV_h^T, W_UV_h = rows [h*kvb + dn, (h+1)*kvb) of kv_b_proj.
-  for (int64_t h = 0; h < d.heads; ++h) {
-    const float* w_uv = w.kv_b_proj.data() + (h * d.kvb + d.dn) * d.r;
-    cpu::LinearStrided(latent.data() + h * d.r, d.heads * d.r, s.count, d.r, w_uv, d.r, d.dv,
-                       attn_out + (s.row * d.heads + h) * d.dv, d.heads * d.dv);
-  }
+    layers::ParallelLinear(pool, q_nope.data(), d.dn, n,
+                           w.w_uk_t.Rows(h * d.r, (h + 1) * d.r).matrix(), q_abs.data(), d.row);
+    std::vector<float> latent(static_cast<size_t>(n * d.r));
+    int64_t offset = 0;
+    for (const SequenceSlice& s : seqs) {
+      const int64_t start = s.cache->length();
+      const int64_t len = start + s.count;
+      std::vector<int64_t> limits(static_cast<size_t>(s.count));
+      for (int64_t i = 0; i < s.count; ++i) limits[static_cast<size_t>(i)] = start + i + 1;
+      std::vector<float> scratch(static_cast<size_t>(cpu::AttentionScratchFloats(s.count, len)));
+      const float* cache = s.cache->LayerRows(layer);
+      cpu::Attention(q_abs.data() + offset * d.row, d.row, s.count, limits.data(), cache, d.row,
+                     cache, d.row, len, d.row, d.r, scale, latent.data() + offset * d.r, d.r,
+                     scratch.data());
+      offset += s.count;
+    }
+    // out_h = latent W_UV_h^T, W_UV_h = rows [h*kvb + dn, (h+1)*kvb) of kv_b_proj.
+    std::vector<float> out_h(static_cast<size_t>(n * d.dv));
+    layers::ParallelLinear(pool, latent.data(), d.r, n,
+                           w.kv_b_proj.Rows(h * d.kvb + d.dn, (h + 1) * d.kvb).matrix(),
+                           out_h.data(), d.dv);
+    for (int64_t i = 0; i < n; ++i) {
+      std::copy(out_h.data() + i * d.dv, out_h.data() + (i + 1) * d.dv,
+                attn_out + (rows[static_cast<size_t>(i)] * d.heads + h) * d.dv);
+    }
+  });
 }
 
 }  // namespace
@@ -107,11 +125,11 @@ MlaConstants MlaConstants::FromConfig(const ModelConfig& c) {
   return k;
 }
 
-void MlaForward(const ModelConfig& c, const AttentionWeights& w, const MlaConstants& k,
-                int64_t layer, const float* x, int64_t rows, std::span<const SequenceSlice> slices,
-                const float* cos, const float* sin, float* out) {
+void MlaForward(ThreadPool& pool, const ModelConfig& c, const AttentionWeights& w,
+                const MlaConstants& k, int64_t layer, const float* x, int64_t rows,
+                std::span<const SequenceSlice> slices, const float* cos, const float* sin,
+                float* out) {
   const Dims d(c);
-  const int64_t hidden = c.hidden_size;
   // The latent norms (q_a_layernorm, kv_a_layernorm) use DeepseekV2RMSNorm's default eps 1e-6
   // in the original code and in transformers, whatever rms_norm_eps (the decoder norms') says.
   const float eps = kLatentNormEps;
@@ -122,15 +140,15 @@ void MlaForward(const ModelConfig& c, const AttentionWeights& w, const MlaConsta
   if (c.q_lora_rank.has_value()) {
     const int64_t ql = *c.q_lora_rank;
     std::vector<float> qa(static_cast<size_t>(rows * ql));
-    cpu::Linear(x, rows, hidden, w.q_a_proj.data(), ql, qa.data());
+    layers::ParallelLinear(pool, x, rows, w.q_a_proj, qa.data());
     cpu::RmsNorm(qa.data(), ql, rows, ql, w.q_a_layernorm.data(), eps, qa.data(), ql);
-    cpu::Linear(qa.data(), rows, ql, w.q_b_proj.data(), d.heads * d.dq, q.data());
+    layers::ParallelLinear(pool, qa.data(), rows, w.q_b_proj, q.data());
   } else {
-    cpu::Linear(x, rows, hidden, w.q_proj.data(), d.heads * d.dq, q.data());
+    layers::ParallelLinear(pool, x, rows, w.q_proj, q.data());
   }
   // Latent rows [rows x (r + dr)]: normed c_kv, roped k_pe.
   std::vector<float> kva(static_cast<size_t>(rows * d.row));
-  cpu::Linear(x, rows, hidden, w.kv_a_proj_with_mqa.data(), d.row, kva.data());
+  layers::ParallelLinear(pool, x, rows, w.kv_a_proj_with_mqa, kva.data());
   cpu::RmsNorm(kva.data(), d.row, rows, d.r, w.kv_a_layernorm.data(), eps, kva.data(), d.row);
   for (int64_t t = 0; t < rows; ++t) {
     const float* ct = cos + t * half;
@@ -142,18 +160,19 @@ void MlaForward(const ModelConfig& c, const AttentionWeights& w, const MlaConsta
   }
 
   std::vector<float> attn(static_cast<size_t>(rows * d.heads * d.dv));
+  std::vector<SequenceSlice> absorbed;
   for (const SequenceSlice& s : slices) {
     float* cache = s.cache->LayerRows(layer);
-    const int64_t start = s.cache->length();
     std::copy(kva.data() + s.row * d.row, kva.data() + (s.row + s.count) * d.row,
-              cache + start * d.row);
+              cache + s.cache->length() * d.row);
     if (s.form == AttentionForm::kAbsorbed) {
-      AttendAbsorbed(d, w, k.softmax_scale, q.data(), s, cache, attn.data());
+      absorbed.push_back(s);
     } else {
-      AttendDecompressed(d, w, k.softmax_scale, q.data(), s, cache, attn.data());
+      AttendDecompressed(pool, d, w, k.softmax_scale, q.data(), s, cache, attn.data());
     }
   }
-  cpu::Linear(attn.data(), rows, d.heads * d.dv, w.o_proj.data(), hidden, out);
+  AttendAbsorbed(pool, d, w, k.softmax_scale, q.data(), absorbed, layer, attn.data());
+  layers::ParallelLinear(pool, attn.data(), rows, w.o_proj, out);
 }
 
 }  // namespace kubemoe::engine

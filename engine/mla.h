@@ -5,6 +5,9 @@
 //   absorbed:     W_UK (the k_nope rows of kv_b_proj) is folded into the query, so scores are
 //                 taken against the cached rows directly, and W_UV is applied after the
 //                 probability-weighted sum of latents (used for decode: nothing is expanded).
+//                 W_UK and W_UV are applied to the rows of every absorbed sequence of the batch
+//                 at once, so a decode step streams them once, not once per sequence.
+// Heads run in parallel on the pool; projections split their output columns across it.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_pool.h"
 #include "engine/kv_cache.h"
 #include "engine/weights.h"
 #include "model/config.h"
@@ -45,8 +49,9 @@ struct MlaConstants {
 // (the caller advances the caches once every layer is done). cos/sin hold qk_rope_head_dim / 2
 // floats per batch row (their positions' rotary values, already scaled).
 // REQUIRES: slices cover the rows; each cache has room for its new tokens.
-void MlaForward(const ModelConfig& config, const AttentionWeights& w, const MlaConstants& k,
-                int64_t layer, const float* x, int64_t rows, std::span<const SequenceSlice> slices,
-                const float* cos, const float* sin, float* out);
+void MlaForward(ThreadPool& pool, const ModelConfig& config, const AttentionWeights& w,
+                const MlaConstants& k, int64_t layer, const float* x, int64_t rows,
+                std::span<const SequenceSlice> slices, const float* cos, const float* sin,
+                float* out);
 
 }  // namespace kubemoe::engine

@@ -4,29 +4,35 @@
 #include <set>
 #include <utility>
 
-#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/rmsnorm.h"
 #include "kernels/cpu/rope.h"
-#include "kernels/cpu/swiglu.h"
+#include "kernels/cpu/weight_gemm.h"
+#include "kernels/cpu/weight_matmul.h"
+#include "layers/parallel_linear.h"
 #include "model/checkpoint.h"
 
 namespace kubemoe::engine {
 
-Model::Model(ModelConfig config, ModelWeights weights)
+Model::Model(ModelConfig config, ModelWeights weights, int threads)
     : config_(std::move(config)),
       weights_(std::move(weights)),
+      pool_(std::make_unique<ThreadPool>(threads)),
       mla_(MlaConstants::FromConfig(config_)),
-      in_process_(&weights_.routed_experts),
-      executor_(&in_process_) {}
+      in_process_(&weights_.routed_experts, pool_.get()),
+      executor_(&in_process_) {
+  // The pool splits the work; OpenBLAS, called from each of its threads, must not add its own.
+  cpu::SetBlasThreads(1);
+}
 
-StatusOr<std::unique_ptr<Model>> Model::FromWeights(ModelConfig config, ModelWeights weights) {
+StatusOr<std::unique_ptr<Model>> Model::FromWeights(ModelConfig config, ModelWeights weights,
+                                                    int threads) {
   KUBEMOE_RETURN_IF_ERROR(ValidateModelConfig(config));
   if (static_cast<int64_t>(weights.layers.size()) != config.num_hidden_layers) {
     return InvalidArgument(
         "weights hold " + std::to_string(weights.layers.size()) +
         " layers, config says num_hidden_layers=" + std::to_string(config.num_hidden_layers));
   }
-  std::unique_ptr<Model> model(new Model(std::move(config), std::move(weights)));
+  std::unique_ptr<Model> model(new Model(std::move(config), std::move(weights), threads));
   Status s = model->ConfigureModelFaithfulRouting();
   if (!s.ok()) return Status(s.code(), model->config_.source + ": " + s.message());
   return model;
@@ -63,7 +69,9 @@ Status Model::ConfigureRouting(const std::vector<routing::RouterConfig>& by_laye
       routing::RouterConfig unlimited = config;
       unlimited.device_limit = 0;
       StatusOr<routing::Router> f = routing::Router::Create(unlimited);
-      if (!f.ok()) return Status(f.status().code(), "layer " + std::to_string(l) + ": " + f.status().message());
+      if (!f.ok())
+        return Status(f.status().code(),
+                      "layer " + std::to_string(l) + ": " + f.status().message());
       faithful[static_cast<size_t>(l)] = std::make_unique<routing::Router>(std::move(*f));
     }
   }
@@ -80,10 +88,13 @@ StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& dir, const LoadO
   if (!config.ok()) return config.status();
   StatusOr<Checkpoint> ckpt = Checkpoint::Open(dir);
   if (!ckpt.ok()) return ckpt.status();
-  StatusOr<ModelWeights> weights =
-      LoadModelWeights(*ckpt, *config, options.load_routed_experts);
+  // Shared by every weight read in place: the mapping lives as long as they do.
+  auto shared = std::make_shared<const Checkpoint>(std::move(*ckpt));
+  StatusOr<ModelWeights> weights = LoadModelWeights(
+      shared, *config,
+      {.dtype = options.weight_dtype, .load_routed_experts = options.load_routed_experts});
   if (!weights.ok()) return weights.status();
-  return FromWeights(std::move(*config), std::move(*weights));
+  return FromWeights(std::move(*config), std::move(*weights), options.threads);
 }
 
 Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions& options,
@@ -160,7 +171,8 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
 
   std::vector<float> hidden(static_cast<size_t>(rows * h));
   for (int64_t t = 0; t < rows; ++t) {
-    std::copy_n(weights_.embed_tokens.data() + tokens[t] * h, h, hidden.data() + t * h);
+    cpu::WeightRowsToF32(weights_.embed_tokens.matrix(), tokens[t], tokens[t] + 1,
+                         hidden.data() + t * h);
   }
   std::vector<float> normed(hidden.size());
   std::vector<float> branch(hidden.size());
@@ -171,16 +183,13 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = weights_.layers[static_cast<size_t>(l)];
     cpu::RmsNorm(hidden.data(), h, rows, h, lw.input_layernorm.data(), eps, normed.data(), h);
-    MlaForward(c, lw.attn, mla_, l, normed.data(), rows, slices, cos.data(), sin.data(),
+    MlaForward(*pool_, c, lw.attn, mla_, l, normed.data(), rows, slices, cos.data(), sin.data(),
                branch.data());
     for (size_t i = 0; i < hidden.size(); ++i) hidden[i] += branch[i];
     cpu::RmsNorm(hidden.data(), h, rows, h, lw.post_attention_layernorm.data(), eps, normed.data(),
                  h);
     if (lw.dense_mlp) {
-      const FfnWeights& f = *lw.dense_mlp;
-      std::vector<float> scratch(static_cast<size_t>(cpu::SwiGluScratchFloats(rows, f.inter)));
-      cpu::SwiGluFfn(normed.data(), rows, h, f.inter, f.gate_proj.data(), f.up_proj.data(),
-                     f.down_proj.data(), scratch.data(), branch.data());
+      layers::ParallelSwiGluFfn(*pool_, normed.data(), rows, *lw.dense_mlp, branch.data());
     } else {
       LayerRouting* trace =
           options.routing != nullptr ? &(*options.routing)[static_cast<size_t>(l)] : nullptr;
@@ -189,8 +198,9 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
       step.deadline = options.deadline;
       step.faithful_router = faithful_routers_[static_cast<size_t>(l)].get();
       step.faithful_rows = faithful_rows;
-      KUBEMOE_RETURN_IF_ERROR(MoeForward(c, *lw.moe, *routers_[static_cast<size_t>(l)], *executor_,
-                                         l, normed.data(), rows, branch.data(), trace, step));
+      KUBEMOE_RETURN_IF_ERROR(MoeForward(*pool_, c, *lw.moe, *routers_[static_cast<size_t>(l)],
+                                         *executor_, l, normed.data(), rows, branch.data(), trace,
+                                         step));
     }
     for (size_t i = 0; i < hidden.size(); ++i) hidden[i] += branch[i];
   }
@@ -210,8 +220,8 @@ Status Model::Forward(std::span<const SequenceInput> seqs, const ForwardOptions&
                  final_rows.data() + i * h, h);
   }
   logits->resize(static_cast<size_t>(n_out * vocab));
-  cpu::Linear(final_rows.data(), n_out, h, weights_.output_embedding().data(), vocab,
-              logits->data());
+  layers::ParallelLinear(*pool_, final_rows.data(), n_out, weights_.output_embedding(),
+                         logits->data());
   return Status::Ok();
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_pool.h"
 #include "engine/expert_executor.h"
 #include "engine/kv_cache.h"
 #include "engine/mla.h"
@@ -53,16 +54,24 @@ struct ForwardOptions {
 struct LoadOptions {
   // false on a router: routed experts run on expert-shard workers and are not read at all.
   bool load_routed_experts = true;
+  // kQ8_0 quantizes the large matrices at load (LoadWeightOptions says which).
+  WeightDType weight_dtype = WeightDType::kAsStored;
+  // Threads of the forward pass's pool, the caller's included; 0: the cores this process may
+  // use (AvailableCores()).
+  int threads = 0;
 };
 
 class Model {
  public:
-  // Reads config.json and the safetensors weights of `dir` (bf16/f16 converted to f32) and uses
-  // an in-process executor for the routed experts. Errors name the file or tensor.
+  // Reads config.json and maps the safetensors weights of `dir` (used in place as stored, or
+  // quantized as options say) and uses an in-process executor for the routed experts. Errors
+  // name the file or tensor.
   static StatusOr<std::unique_ptr<Model>> Load(const std::string& dir,
                                                const LoadOptions& options = {});
-  // From weights already in memory (tests). Errors when the config's gate settings are invalid.
-  static StatusOr<std::unique_ptr<Model>> FromWeights(ModelConfig config, ModelWeights weights);
+  // From weights already in memory, with a pool of `threads` (0: AvailableCores()). Errors when
+  // the config's gate settings are invalid.
+  static StatusOr<std::unique_ptr<Model>> FromWeights(ModelConfig config, ModelWeights weights,
+                                                      int threads = 0);
 
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -70,6 +79,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const MlaConstants& mla_constants() const { return mla_; }
+  // The pool every Forward runs on (also the in-process executor's).
+  ThreadPool& pool() const { return *pool_; }
 
   // Routed experts run through `executor` from now on (nullptr: back to in-process). The
   // executor must outlive its use.
@@ -104,10 +115,11 @@ class Model {
                  std::vector<float>* logits);
 
  private:
-  Model(ModelConfig config, ModelWeights weights);
+  Model(ModelConfig config, ModelWeights weights, int threads);
 
   ModelConfig config_;
   ModelWeights weights_;
+  std::unique_ptr<ThreadPool> pool_;
   MlaConstants mla_;
   std::vector<std::unique_ptr<routing::Router>> routers_;  // per layer; null for dense layers
   // Per layer, the same placement without a device limit; null where routers_ has no limit.

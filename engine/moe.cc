@@ -3,8 +3,7 @@
 #include <algorithm>
 #include <span>
 
-#include "kernels/cpu/gemm.h"
-#include "kernels/cpu/swiglu.h"
+#include "layers/parallel_linear.h"
 
 namespace kubemoe::engine {
 
@@ -47,8 +46,7 @@ Status RerouteFaithfulRows(const routing::Router& faithful, std::span<const floa
   ro.expert_ids = ids;
   ro.weights = weights;
   ro.devices = devices;
-  KUBEMOE_RETURN_IF_ERROR(
-      faithful.Route(sub_logits, static_cast<int64_t>(rows.size()), ro));
+  KUBEMOE_RETURN_IF_ERROR(faithful.Route(sub_logits, static_cast<int64_t>(rows.size()), ro));
   for (size_t i = 0; i < rows.size(); ++i) {
     const size_t r = rows[i];
     std::copy_n(ids.begin() + static_cast<std::ptrdiff_t>(i * uk), uk,
@@ -66,16 +64,17 @@ Status RerouteFaithfulRows(const routing::Router& faithful, std::span<const floa
 
 }  // namespace
 
-Status MoeForward(const ModelConfig& c, const MoeWeights& w, const routing::Router& router,
-                  ExpertExecutor& executor, int64_t layer, const float* x, int64_t rows, float* out,
-                  LayerRouting* routing_out, const MoeStepOptions& options) {
+Status MoeForward(ThreadPool& pool, const ModelConfig& c, const MoeWeights& w,
+                  const routing::Router& router, ExpertExecutor& executor, int64_t layer,
+                  const float* x, int64_t rows, float* out, LayerRouting* routing_out,
+                  const MoeStepOptions& options) {
   const int64_t h = c.hidden_size;
   const int64_t n_experts = c.n_routed_experts;
   const int32_t k = router.top_k();
   const std::string where = "layer " + std::to_string(layer) + ": ";
   // Gate logits in fp32 (the original casts hidden states and gate weight to fp32 here).
   std::vector<float> logits(static_cast<size_t>(rows * n_experts));
-  cpu::Linear(x, rows, h, w.gate.data(), n_experts, logits.data());
+  layers::ParallelLinear(pool, x, rows, w.gate, logits.data());
   LayerRouting local;
   LayerRouting& sel = routing_out != nullptr ? *routing_out : local;
   sel.expert_ids.assign(static_cast<size_t>(rows * k), 0);
@@ -108,10 +107,7 @@ Status MoeForward(const ModelConfig& c, const MoeWeights& w, const routing::Rout
   if (!pending.ok()) return Status(pending.status().code(), where + pending.status().message());
   // The shared experts run while the routed experts are in flight.
   if (w.shared) {
-    const FfnWeights& s = *w.shared;
-    std::vector<float> scratch(static_cast<size_t>(cpu::SwiGluScratchFloats(rows, s.inter)));
-    cpu::SwiGluFfn(x, rows, h, s.inter, s.gate_proj.data(), s.up_proj.data(), s.down_proj.data(),
-                   scratch.data(), out);
+    layers::ParallelSwiGluFfn(pool, x, rows, *w.shared, out);
   } else {
     std::fill(out, out + rows * h, 0.0f);
   }

@@ -4,11 +4,12 @@
 #pragma once
 
 #include <chrono>
-#include <span>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/status.h"
+#include "common/thread_pool.h"
 #include "engine/expert_executor.h"
 #include "engine/weights.h"
 #include "model/config.h"
@@ -42,8 +43,10 @@ struct MoeStepOptions {
 // out [rows x hidden] = routed experts + shared experts for x [rows x hidden] (already
 // post-attention-normed). When `routing_out` is not null the selection is copied there.
 // Errors come from routing (non-finite logits) or the executor, prefixed with the layer.
-Status MoeForward(const ModelConfig& config, const MoeWeights& w, const routing::Router& router,
-                  ExpertExecutor& executor, int64_t layer, const float* x, int64_t rows, float* out,
-                  LayerRouting* routing_out = nullptr, const MoeStepOptions& options = {});
+// The gate and shared-expert products run on `pool`.
+Status MoeForward(ThreadPool& pool, const ModelConfig& config, const MoeWeights& w,
+                  const routing::Router& router, ExpertExecutor& executor, int64_t layer,
+                  const float* x, int64_t rows, float* out, LayerRouting* routing_out = nullptr,
+                  const MoeStepOptions& options = {});
 
 }  // namespace kubemoe::engine

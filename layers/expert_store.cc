@@ -26,24 +26,25 @@ int64_t ExpertStore::Bytes() const {
   return bytes;
 }
 
-StatusOr<ExpertStore> LoadExperts(const Checkpoint& ckpt, const ModelConfig& c,
-                                  std::span<const ExpertKey> keys) {
+StatusOr<ExpertStore> LoadExperts(const std::shared_ptr<const Checkpoint>& ckpt,
+                                  const ModelConfig& c, std::span<const ExpertKey> keys,
+                                  WeightDType dtype) {
   ExpertStore store;
   for (const ExpertKey& k : keys) {
     const std::string which =
         "routed expert " + std::to_string(k.expert) + " of layer " + std::to_string(k.layer);
     if (k.layer < 0 || k.layer >= c.num_hidden_layers || !c.IsMoeLayer(k.layer)) {
-      return InvalidArgument(which + ": layer " + std::to_string(k.layer) + " is not a MoE layer of " +
-                             c.source);
+      return InvalidArgument(which + ": layer " + std::to_string(k.layer) +
+                             " is not a MoE layer of " + c.source);
     }
     if (k.expert < 0 || k.expert >= c.n_routed_experts) {
       return InvalidArgument(which + ": the model has " + std::to_string(c.n_routed_experts) +
                              " routed experts");
     }
-    auto ffn = LoadFfn(ckpt,
-                       "model.layers." + std::to_string(k.layer) + ".mlp.experts." +
-                           std::to_string(k.expert),
-                       c.hidden_size, c.moe_intermediate_size);
+    auto ffn = LoadFfn(
+        ckpt,
+        "model.layers." + std::to_string(k.layer) + ".mlp.experts." + std::to_string(k.expert),
+        c.hidden_size, c.moe_intermediate_size, dtype);
     if (!ffn.ok()) return ffn.status();
     store.Add(k, std::move(*ffn));
   }

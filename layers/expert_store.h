@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -37,7 +38,7 @@ class ExpertStore {
   bool empty() const { return experts_.empty(); }
   size_t size() const { return experts_.size(); }
   std::vector<ExpertKey> Keys() const;  // ascending
-  int64_t Bytes() const;                // f32 bytes held
+  int64_t Bytes() const;                // weight bytes held (as stored, or Q8_0)
 
  private:
   std::map<ExpertKey, FfnWeights> experts_;
@@ -45,8 +46,10 @@ class ExpertStore {
 
 // Loads the routed experts `keys` from `ckpt` (model.layers.{l}.mlp.experts.{e}.*). Every key must
 // name a MoE layer of `config` and an expert below n_routed_experts; errors name the key, or the
-// tensor and checkpoint when a read fails.
-StatusOr<ExpertStore> LoadExperts(const Checkpoint& ckpt, const ModelConfig& config,
-                                  std::span<const ExpertKey> keys);
+// tensor and checkpoint when a read fails. The experts read the checkpoint's mapped bytes in
+// place (kAsStored) and keep it alive, or hold Q8_0 copies (kQ8_0).
+StatusOr<ExpertStore> LoadExperts(const std::shared_ptr<const Checkpoint>& ckpt,
+                                  const ModelConfig& config, std::span<const ExpertKey> keys,
+                                  WeightDType dtype = WeightDType::kAsStored);
 
 }  // namespace kubemoe::layers

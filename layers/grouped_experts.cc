@@ -5,12 +5,12 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/swiglu.h"
+#include "layers/parallel_linear.h"
 
 namespace kubemoe::layers {
 
-Status RunRoutedExperts(const ExpertLookup& lookup, int64_t h, const float* hidden,
-                        const RaggedRoutes& routes, float* out,
+Status RunRoutedExperts(ThreadPool& pool, const ExpertLookup& lookup, int64_t h,
+                        const float* hidden, const RaggedRoutes& routes, float* out,
                         std::map<int32_t, int64_t>* expert_token_counts) {
   KUBEMOE_RETURN_IF_ERROR(ValidateRoutes(routes, /*num_experts=*/0, /*num_devices=*/0));
   const int64_t n_tokens = routes.num_tokens();
@@ -30,7 +30,6 @@ Status RunRoutedExperts(const ExpertLookup& lookup, int64_t h, const float* hidd
     int64_t begin, end;  // into order
   };
   std::vector<Group> groups;
-  int64_t max_tokens = 0;
   for (int64_t i = 0; i < n_routes;) {
     const int32_t e = routes.expert_ids[static_cast<size_t>(order[i])];
     int64_t j = i;
@@ -38,31 +37,39 @@ Status RunRoutedExperts(const ExpertLookup& lookup, int64_t h, const float* hidd
     const FfnWeights* w = lookup(e);
     if (w == nullptr) return NotFound("routed expert " + std::to_string(e) + " is not held here");
     groups.push_back({w, i, j});
-    max_tokens = std::max(max_tokens, j - i);
     i = j;
   }
-  std::fill(out, out + n_tokens * h, 0.0f);
-  int64_t max_inter = 0;
-  for (const Group& g : groups) max_inter = std::max(max_inter, g.w->inter);
-  std::vector<float> x(static_cast<size_t>(max_tokens * h));
-  std::vector<float> y(static_cast<size_t>(max_tokens * h));
-  std::vector<float> scratch(static_cast<size_t>(cpu::SwiGluScratchFloats(max_tokens, max_inter)));
-  for (const Group& g : groups) {
+  // Each group's outputs [its tokens x h], computed in parallel, then summed in a fixed order.
+  std::vector<std::vector<float>> ys(groups.size());
+  auto run_group = [&](int64_t gi) {
+    const Group& g = groups[static_cast<size_t>(gi)];
     const int64_t n = g.end - g.begin;
+    std::vector<float> x(static_cast<size_t>(n * h));
     for (int64_t i = 0; i < n; ++i) {
       std::copy_n(hidden + route_token[order[g.begin + i]] * h, h, x.data() + i * h);
     }
-    cpu::SwiGluFfn(x.data(), n, h, g.w->inter, g.w->gate_proj.data(), g.w->up_proj.data(),
-                   g.w->down_proj.data(), scratch.data(), y.data());
-    for (int64_t i = 0; i < n; ++i) {
+    ys[static_cast<size_t>(gi)].resize(static_cast<size_t>(n * h));
+    ParallelSwiGluFfn(pool, x.data(), n, *g.w, ys[static_cast<size_t>(gi)].data());
+  };
+  const auto n_groups = static_cast<int64_t>(groups.size());
+  if (n_groups >= pool.size()) {
+    pool.ParallelFor(n_groups, run_group);  // one expert per task, each on one thread
+  } else {
+    for (int64_t gi = 0; gi < n_groups; ++gi) run_group(gi);  // each expert's rows split
+  }
+  std::fill(out, out + n_tokens * h, 0.0f);
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const Group& g = groups[gi];
+    for (int64_t i = 0; i < g.end - g.begin; ++i) {
       const int64_t r = order[g.begin + i];
       const float gw = routes.weights[static_cast<size_t>(r)];
       float* dst = out + route_token[r] * h;
-      const float* src = y.data() + i * h;
+      const float* src = ys[gi].data() + i * h;
       for (int64_t j = 0; j < h; ++j) dst[j] += gw * src[j];
     }
     if (expert_token_counts != nullptr) {
-      (*expert_token_counts)[routes.expert_ids[static_cast<size_t>(order[g.begin])]] += n;
+      (*expert_token_counts)[routes.expert_ids[static_cast<size_t>(order[g.begin])]] +=
+          g.end - g.begin;
     }
   }
   return Status::Ok();

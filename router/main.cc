@@ -24,8 +24,9 @@ std::vector<std::string> SplitComma(const std::string& s) {
 
 int main(int argc, char** argv) {
   using kubemoe::router::RouterOptions;
-  CLI::App app{"kubemoe-router: the dense part of a DeepSeek-V2 model, serving the OpenAI API and "
-               "dispatching routed experts to expert-shard workers"};
+  CLI::App app{
+      "kubemoe-router: the dense part of a DeepSeek-V2 model, serving the OpenAI API and "
+      "dispatching routed experts to expert-shard workers"};
   RouterOptions o;
   std::string addresses, wire = "bf16";
   int max_queue_delay_ms = 5, dispatch_timeout_ms = 30000, health_period_ms = 1000;
@@ -47,21 +48,27 @@ int main(int argc, char** argv) {
   app.add_option("--http-address", o.http_address, "listen address")->capture_default_str();
   app.add_option("--http-port", o.http_port, "HTTP port")->capture_default_str();
   app.add_option("--max-batch-size", o.scheduler.max_batch_size, "sequences per step")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--max-batch-tokens", o.scheduler.max_batch_tokens, "token rows per step")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--max-queue-delay-ms", max_queue_delay_ms, "wait to fill the first step")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--max-queue", o.scheduler.max_queue, "waiting requests before 429")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--kv-cache-tokens", o.scheduler.kv_cache_tokens,
                  "latent KV cache budget in tokens (0: max-batch-size x context)");
   app.add_option("--top-k", o.top_k, "experts per token (0: the model's)");
-  app.add_option("--device-limit", o.device_limit, "route each token to at most M devices (0: off)");
+  app.add_option("--device-limit", o.device_limit,
+                 "route each token to at most M devices (0: off)");
   app.add_option("--device-limit-kl-sample-rate", o.scheduler.device_limit_kl_sample_rate,
                  "with --device-limit: fraction of requests shadowed model-faithfully to "
                  "estimate the limit's KL cost (0: off)")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--wire-dtype", wire, "hidden states on the wire: bf16 or f32")
       ->capture_default_str();
   app.add_option("--dispatch-timeout-ms", dispatch_timeout_ms, "deadline of one layer's dispatch")
@@ -70,7 +77,21 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--health-period-ms", health_period_ms, "shard health probe period")
       ->capture_default_str();
+  app.add_option("--threads", o.threads,
+                 "threads of the dense forward pass (0 = the cores this process may use)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  std::string weight_dtype = "as-stored";
+  app.add_option("--weight-dtype", weight_dtype,
+                 "large matrices as stored in the checkpoint (as-stored, bf16) or q8_0")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  auto weights = kubemoe::layers::ParseWeightDType(weight_dtype);
+  if (!weights.ok()) {
+    std::cerr << "kubemoe-router: --weight-dtype: " << weights.status().message() << std::endl;
+    return 2;
+  }
+  o.weight_dtype = *weights;
 
   o.placement_version = placement_version;
   o.shard_addresses = SplitComma(addresses);

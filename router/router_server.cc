@@ -158,6 +158,8 @@ StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(const RouterOptions&
   KUBEMOE_RETURN_IF_ERROR(metrics::RegisterBuildInfo(server->registry_, "0.1.0"));
   engine::LoadOptions load;
   load.load_routed_experts = !distributed;
+  load.threads = o.threads;
+  load.weight_dtype = o.weight_dtype;
   StatusOr<std::unique_ptr<engine::Model>> model = engine::Model::Load(o.model_dir, load);
   if (!model.ok()) return model.status();
   server->model_ = std::move(*model);
@@ -182,9 +184,8 @@ StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(const RouterOptions&
   OpenAIHttpOptions http;
   http.host = o.http_address;
   http.port = o.http_port;
-  http.served_model_name = o.served_model_name.empty()
-                               ? fs::path(o.model_dir).filename().string()
-                               : o.served_model_name;
+  http.served_model_name =
+      o.served_model_name.empty() ? fs::path(o.model_dir).filename().string() : o.served_model_name;
   Scheduler* scheduler = server->scheduler_.get();
   metrics::Registry* registry = &server->registry_;
   http.get_routes["/healthz"] = [] { return http::HttpReply{200, "text/plain", "ok\n"}; };
@@ -196,9 +197,8 @@ StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(const RouterOptions&
   http.get_routes["/metrics"] = [registry] {
     return http::HttpReply{200, metrics::kContentType, registry->Render()};
   };
-  StatusOr<std::unique_ptr<OpenAIHttpServer>> listener =
-      OpenAIHttpServer::Start(std::move(http), scheduler, server->tokenizer_.get(),
-                              server->chat_template_.get(), registry);
+  StatusOr<std::unique_ptr<OpenAIHttpServer>> listener = OpenAIHttpServer::Start(
+      std::move(http), scheduler, server->tokenizer_.get(), server->chat_template_.get(), registry);
   if (!listener.ok()) return listener.status();
   server->http_ = std::move(*listener);
   return std::unique_ptr<RouterServer>(std::move(server));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "layers/linear_weight.h"
 #include "router/scheduler.h"
 #include "transport/tensor_codec.h"
 
@@ -39,6 +40,8 @@ struct RouterOptions {
   transport::WireDType wire_dtype = transport::WireDType::kBf16;
   SchedulerOptions scheduler;
   std::chrono::milliseconds health_period{1000};
+  int threads = 0;  // the engine's pool (0: the cores this process may use)
+  layers::WeightDType weight_dtype = layers::WeightDType::kAsStored;
 };
 
 class RouterServer {

@@ -21,12 +21,14 @@ namespace kubemoe::engine {
 namespace {
 
 std::vector<double> Ffn(const FfnWeights& f, const float* x, int64_t h) {
+  const std::vector<float> gate = f.gate_proj.ToF32(), up = f.up_proj.ToF32(),
+                           down = f.down_proj.ToF32();
   std::vector<double> act(static_cast<size_t>(f.inter));
   for (int64_t i = 0; i < f.inter; ++i) {
     double g = 0, u = 0;
     for (int64_t j = 0; j < h; ++j) {
-      g += static_cast<double>(f.gate_proj[static_cast<size_t>(i * h + j)]) * x[j];
-      u += static_cast<double>(f.up_proj[static_cast<size_t>(i * h + j)]) * x[j];
+      g += static_cast<double>(gate[static_cast<size_t>(i * h + j)]) * x[j];
+      u += static_cast<double>(up[static_cast<size_t>(i * h + j)]) * x[j];
     }
     act[static_cast<size_t>(i)] = g / (1 + std::exp(-g)) * u;
   }
@@ -34,7 +36,7 @@ std::vector<double> Ffn(const FfnWeights& f, const float* x, int64_t h) {
   for (int64_t j = 0; j < h; ++j) {
     for (int64_t i = 0; i < f.inter; ++i) {
       y[static_cast<size_t>(j)] +=
-          f.down_proj[static_cast<size_t>(j * f.inter + i)] * act[static_cast<size_t>(i)];
+          down[static_cast<size_t>(j * f.inter + i)] * act[static_cast<size_t>(i)];
     }
   }
   return y;
@@ -44,11 +46,12 @@ std::vector<double> Ffn(const FfnWeights& f, const float* x, int64_t h) {
 std::vector<double> Reference(const ModelConfig& c, const MoeWeights& w,
                               const layers::ExpertStore& experts, int64_t layer, const float* x) {
   const int64_t h = c.hidden_size, n = c.n_routed_experts, k = c.num_experts_per_tok;
+  const std::vector<float> gate = w.gate.ToF32();
   std::vector<double> s(static_cast<size_t>(n));
   for (int64_t e = 0; e < n; ++e) {
     double l = 0;
     for (int64_t j = 0; j < h; ++j)
-      l += static_cast<double>(w.gate[static_cast<size_t>(e * h + j)]) * x[j];
+      l += static_cast<double>(gate[static_cast<size_t>(e * h + j)]) * x[j];
     s[static_cast<size_t>(e)] = l;
   }
   const double mx = *std::max_element(s.begin(), s.end());
@@ -84,7 +87,8 @@ std::vector<double> Reference(const ModelConfig& c, const MoeWeights& w,
   }
   std::vector<double> out(static_cast<size_t>(h), 0.0);
   for (int64_t j = 0; j < k; ++j) {
-    const auto y = Ffn(*experts.Find(layer, static_cast<int32_t>(idx[static_cast<size_t>(j)])), x, h);
+    const auto y =
+        Ffn(*experts.Find(layer, static_cast<int32_t>(idx[static_cast<size_t>(j)])), x, h);
     for (int64_t i = 0; i < h; ++i)
       out[static_cast<size_t>(i)] += weight[static_cast<size_t>(j)] * y[static_cast<size_t>(i)];
   }
@@ -107,13 +111,13 @@ void ExpectLayerMatches(const Model& model) {
   rc.gate = GateConfigFromModel(c);
   auto router = routing::Router::Create(rc);
   ASSERT_TRUE(router.ok());
-  InProcessExpertExecutor executor(&model.weights().routed_experts);
+  InProcessExpertExecutor executor(&model.weights().routed_experts, &model.pool());
   std::vector<float> out(x.size());
-  ASSERT_TRUE(MoeForward(c, w, *router, executor, layer, x.data(), rows, out.data()).ok());
+  ASSERT_TRUE(
+      MoeForward(model.pool(), c, w, *router, executor, layer, x.data(), rows, out.data()).ok());
   double diff = 0, scale = 0;
   for (int64_t t = 0; t < rows; ++t) {
-    const auto want =
-        Reference(c, w, model.weights().routed_experts, layer, x.data() + t * h);
+    const auto want = Reference(c, w, model.weights().routed_experts, layer, x.data() + t * h);
     for (int64_t i = 0; i < h; ++i) {
       diff = std::max(
           diff, std::fabs(out[static_cast<size_t>(t * h + i)] - want[static_cast<size_t>(i)]));
@@ -185,7 +189,7 @@ TEST(Moe, RoutedExpertsGoThroughThePluggedExecutor) {
   LatentKvCache a(c, 8), b(c, 8), d(c, 8);
   SequenceInput in_a{&a, prompt}, in_b{&b, prompt}, in_d{&d, prompt};
   ASSERT_TRUE(model->Forward({&in_a, 1}, {}, &direct).ok());
-  InProcessExpertExecutor in_process(&model->weights().routed_experts);
+  InProcessExpertExecutor in_process(&model->weights().routed_experts, &model->pool());
   RecordingExecutor recording(&in_process);
   model->SetExpertExecutor(&recording);
   ASSERT_TRUE(model->Forward({&in_b, 1}, {}, &plugged).ok());

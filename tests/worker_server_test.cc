@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_pool.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kubemoe/v1/expert_service.grpc.pb.h"
 #include "kubemoe/v1/worker_info.grpc.pb.h"
@@ -80,7 +81,7 @@ struct World {
   ModelConfig config;
   placement::Placement placement;
   std::string full_dir, shard_dir, placement_file;
-  std::unique_ptr<Checkpoint> full;
+  std::shared_ptr<const Checkpoint> full;
   layers::ExpertStore reference;  // every expert of every MoE layer
   std::vector<int64_t> moe_layers;
   std::unique_ptr<WorkerServer> server;
@@ -131,7 +132,7 @@ void MakeWorld() {
   ASSERT_TRUE(WriteRandomCheckpoint(w->config, tokenizer, options).ok());
   StatusOr<Checkpoint> full = Checkpoint::Open(w->full_dir);
   ASSERT_TRUE(full.ok());
-  w->full = std::make_unique<Checkpoint>(std::move(*full));
+  w->full = std::make_shared<const Checkpoint>(std::move(*full));
 
   SafetensorsWriter trimmed;  // shard 1's experts (8..15 of each MoE layer) and nothing else
   for (const std::string& name : w->full->TensorNames()) {
@@ -150,7 +151,7 @@ void MakeWorld() {
   for (int64_t l : w->moe_layers) {
     for (int32_t e = 0; e < 16; ++e) all.push_back({l, e});
   }
-  StatusOr<layers::ExpertStore> reference = layers::LoadExperts(*w->full, w->config, all);
+  StatusOr<layers::ExpertStore> reference = layers::LoadExperts(w->full, w->config, all);
   ASSERT_TRUE(reference.ok()) << reference.status().ToString();
   w->reference = std::move(*reference);
 
@@ -222,7 +223,8 @@ class WorkerServerTest : public ::testing::Test {
                                       const layers::RaggedRoutes& routes,
                                       std::map<int32_t, int64_t>* counts) {
     std::vector<float> out(hidden.size());
-    EXPECT_TRUE(layers::RunRoutedExperts(world->reference.LayerLookup(layer),
+    ThreadPool pool(1);
+    EXPECT_TRUE(layers::RunRoutedExperts(pool, world->reference.LayerLookup(layer),
                                          world->config.hidden_size, hidden.data(), routes,
                                          out.data(), counts)
                     .ok());

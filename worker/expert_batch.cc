@@ -37,12 +37,13 @@ Status CheckTokenRoutes(const layers::RaggedRoutes& routes, int32_t routed_exper
 
 ExpertBatchRunner::ExpertBatchRunner(uint64_t placement_version, int64_t hidden_size,
                                      int32_t routed_experts, const ShardExperts& experts,
-                                     const layers::ExpertStore& store)
+                                     const layers::ExpertStore& store, ThreadPool& pool)
     : placement_version_(placement_version),
       hidden_size_(hidden_size),
       routed_experts_(routed_experts),
       experts_(experts),
-      store_(store) {}
+      store_(store),
+      pool_(pool) {}
 
 Status ExpertBatchRunner::Run(const kubemoe::v1::ExpertBatch& batch,
                               kubemoe::v1::ExpertBatchResult* result) const {
@@ -82,7 +83,7 @@ Status ExpertBatchRunner::Run(const kubemoe::v1::ExpertBatch& batch,
   std::vector<float> out(hidden->size());
   std::map<int32_t, int64_t> counts;
   const auto start = std::chrono::steady_clock::now();
-  KUBEMOE_RETURN_IF_ERROR(layers::RunRoutedExperts(store_.LayerLookup(layer), hidden_size_,
+  KUBEMOE_RETURN_IF_ERROR(layers::RunRoutedExperts(pool_, store_.LayerLookup(layer), hidden_size_,
                                                    hidden->data(), *routes, out.data(), &counts));
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
 

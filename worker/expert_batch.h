@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common/status.h"
+#include "common/thread_pool.h"
 #include "kubemoe/v1/expert_service.pb.h"
 #include "layers/expert_store.h"
 #include "worker/shard_experts.h"
@@ -13,9 +14,11 @@ namespace kubemoe::worker {
 
 class ExpertBatchRunner {
  public:
-  // REQUIRES: `experts` and `store` outlive the runner; `store` holds every key of `experts`.
+  // REQUIRES: `experts`, `store` and `pool` outlive the runner; `store` holds every key of
+  // `experts`. Experts run on `pool`.
   ExpertBatchRunner(uint64_t placement_version, int64_t hidden_size, int32_t routed_experts,
-                    const ShardExperts& experts, const layers::ExpertStore& store);
+                    const ShardExperts& experts, const layers::ExpertStore& store,
+                    ThreadPool& pool);
 
   // Fills `result` (outputs in the dtype of hidden_states, expert_token_counts, compute_seconds,
   // layer, placement_version) or returns, checked in this order:
@@ -35,6 +38,7 @@ class ExpertBatchRunner {
   int32_t routed_experts_;
   const ShardExperts& experts_;
   const layers::ExpertStore& store_;
+  ThreadPool& pool_;
 };
 
 }  // namespace kubemoe::worker

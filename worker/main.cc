@@ -63,7 +63,21 @@ int Run(int argc, char** argv) {
   app.add_option("--listen-address", o.grpc_address,
                  "address for gRPC and HTTP (127.0.0.1 = loopback only)")
       ->capture_default_str();
+  app.add_option("--threads", o.threads,
+                 "compute threads, shared by the devices (0 = the cores this process may use)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  std::string weight_dtype = "as-stored";
+  app.add_option("--weight-dtype", weight_dtype,
+                 "routed experts as stored in the checkpoint (as-stored, bf16) or q8_0")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (StatusOr<layers::WeightDType> d = layers::ParseWeightDType(weight_dtype); d.ok()) {
+    o.weight_dtype = *d;
+  } else {
+    std::cerr << "kubemoe-worker: --weight-dtype: " << d.status().message() << "\n";
+    return 2;
+  }
 
   if (Status s = worker::CheckWorkerOptions(o); !s.ok()) {
     std::cerr << "kubemoe-worker: " << s.ToString() << "\n";
@@ -86,8 +100,7 @@ int Run(int argc, char** argv) {
   Running running;
   std::thread([&running] {
     const int sig = WaitForShutdownSignal();
-    std::cerr << "kubemoe-worker: signal " << sig << ", shutting down"
-              << std::endl;
+    std::cerr << "kubemoe-worker: signal " << sig << ", shutting down" << std::endl;
     MutexLock lock(&running.mu);
     running.stop_requested = true;
     if (running.server == nullptr) std::_Exit(0);  // still loading: nothing in flight

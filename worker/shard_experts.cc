@@ -62,9 +62,11 @@ std::vector<int32_t> ShardExperts::ExpertsOn(int64_t layer, int32_t device) cons
   return out;
 }
 
-StatusOr<layers::ExpertStore> LoadShardExperts(const Checkpoint& ckpt, const ModelConfig& config,
-                                               const ShardExperts& experts) {
-  return layers::LoadExperts(ckpt, config, experts.keys());
+StatusOr<layers::ExpertStore> LoadShardExperts(const std::shared_ptr<const Checkpoint>& ckpt,
+                                               const ModelConfig& config,
+                                               const ShardExperts& experts,
+                                               layers::WeightDType dtype) {
+  return layers::LoadExperts(ckpt, config, experts.keys(), dtype);
 }
 
 }  // namespace kubemoe::worker

@@ -46,8 +46,11 @@ class ShardExperts {
   std::vector<layers::ExpertKey> keys_;
 };
 
-// Loads the weights of `experts.keys()` and nothing else of the checkpoint.
-StatusOr<layers::ExpertStore> LoadShardExperts(const Checkpoint& ckpt, const ModelConfig& config,
-                                               const ShardExperts& experts);
+// Loads the weights of `experts.keys()` and nothing else of the checkpoint (in place as stored,
+// keeping the checkpoint mapped, or quantized as `dtype` says).
+StatusOr<layers::ExpertStore> LoadShardExperts(const std::shared_ptr<const Checkpoint>& ckpt,
+                                               const ModelConfig& config,
+                                               const ShardExperts& experts,
+                                               layers::WeightDType dtype);
 
 }  // namespace kubemoe::worker

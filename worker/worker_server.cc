@@ -18,6 +18,8 @@
 #include "common/http_endpoints.h"
 #include "common/metrics.h"
 #include "common/mutex.h"
+#include "common/thread_pool.h"
+#include "kernels/cpu/weight_gemm.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "placement/model_match.h"
@@ -144,6 +146,7 @@ class WorkerServerImpl final : public WorkerServer {
   layers::ExpertStore store_;
   metrics::Registry registry_;
   std::unique_ptr<WorkerMetrics> metrics_;
+  std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<ExpertBatchRunner> runner_;
   std::unique_ptr<ComputeQueue> queue_;
   std::unique_ptr<ExpertService> expert_service_;
@@ -168,21 +171,24 @@ Status WorkerServerImpl::Init(const WorkerOptions& o) {
   StatusOr<placement::Placement> p = LoadPlacement(o);
   if (!p.ok()) return p.status();
   placement_ = std::move(*p);
-  KUBEMOE_RETURN_IF_ERROR(placement::CheckPlacementMatchesModel(placement_, o.placement_file, config_));
+  KUBEMOE_RETURN_IF_ERROR(
+      placement::CheckPlacementMatchesModel(placement_, o.placement_file, config_));
   StatusOr<ShardExperts> experts = ShardExperts::Build(placement_, config_, o.shard_index);
   if (!experts.ok()) return experts.status();
   experts_ = std::move(*experts);
 
-  {  // The checkpoint stays mapped only while the experts are read.
+  {  // The experts keep the checkpoint mapped (read in place) when kept as stored.
     StatusOr<Checkpoint> ckpt = Checkpoint::Open(o.model_dir);
     if (!ckpt.ok()) return ckpt.status();
-    StatusOr<layers::ExpertStore> store = LoadShardExperts(*ckpt, config_, experts_);
+    StatusOr<layers::ExpertStore> store = LoadShardExperts(
+        std::make_shared<const Checkpoint>(std::move(*ckpt)), config_, experts_, o.weight_dtype);
     if (!store.ok()) return store.status();
     store_ = std::move(*store);
     std::cerr << "kubemoe-worker: shard " << o.shard_index << " of " << placement_.shards
               << ", placement version " << placement_.version << ": loaded " << store_.size()
               << " routed experts over " << experts_.moe_layers().size() << " MoE layers ("
-              << MiB(store_.Bytes()) << " of f32 weights); " << MiB(MappedFileBytes(o.model_dir))
+              << MiB(store_.Bytes()) << " of " << layers::WeightDTypeName(o.weight_dtype)
+              << " weights); " << MiB(MappedFileBytes(o.model_dir))
               << " of checkpoint files mapped while loading" << std::endl;
   }
   std::cerr << "kubemoe-worker: resident set after loading " << MiB(ResidentBytes()) << std::endl;
@@ -191,9 +197,12 @@ Status WorkerServerImpl::Init(const WorkerOptions& o) {
       WorkerMetrics::Register(registry_, experts_, store_.Bytes(), KUBEMOE_VERSION);
   if (!m.ok()) return m.status();
   metrics_ = std::make_unique<WorkerMetrics>(std::move(*m));
+  // The devices' compute threads take turns on one pool; OpenBLAS adds no threads of its own.
+  pool_ = std::make_unique<ThreadPool>(o.threads);
+  cpu::SetBlasThreads(1);
   runner_ = std::make_unique<ExpertBatchRunner>(placement_.version, config_.hidden_size,
                                                 static_cast<int32_t>(config_.n_routed_experts),
-                                                experts_, store_);
+                                                experts_, store_, *pool_);
   queue_ = std::make_unique<ComputeQueue>(o.devices);  // one compute thread per device
   expert_service_ = std::make_unique<ExpertService>(*runner_, *queue_, *metrics_);
   std::string model_name = o.model_name;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "layers/linear_weight.h"
 
 namespace kubemoe::worker {
 
@@ -25,6 +26,8 @@ struct WorkerOptions {
   int grpc_port = 0;       // 0: the kernel picks one (see WorkerServer::grpc_port)
   int metrics_port = 0;    // 0: the kernel picks one; -1: no HTTP endpoints
   std::string model_name;  // for WorkerInfo (KUBEMOE_MODEL_NAME)
+  int threads = 0;         // compute pool size, 0: the cores this process may use
+  layers::WeightDType weight_dtype = layers::WeightDType::kAsStored;
 };
 
 // Checks what needs no file: device_type "cpu" and transport "grpc" (Unimplemented for "gpu" and
@@ -42,7 +45,7 @@ class WorkerServer {
 
   virtual int grpc_port() const = 0;
   virtual int metrics_port() const = 0;
-  // Bytes of routed-expert weights loaded (f32 after conversion), and the number of experts.
+  // Bytes of routed-expert weights held (as stored, or Q8_0), and the number of experts.
   virtual int64_t expert_bytes() const = 0;
   virtual int64_t num_experts() const = 0;
   // Stops accepting calls, lets calls in flight finish (bounded), stops the HTTP endpoints.

@@ -24,6 +24,8 @@ struct GenerateFlags {
   uint64_t seed = 0;
   std::vector<std::string> stop;
   bool no_bos = false;
+  int threads = 0;
+  std::string weight_dtype = "as-stored";
 };
 
 int Fail(const Status& status) {
@@ -36,7 +38,10 @@ int RunGenerate(const GenerateFlags& flags) {
       (std::filesystem::path(flags.model_dir) / "tokenizer.json").string();
   StatusOr<Tokenizer> tokenizer = Tokenizer::FromFile(tokenizer_path);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
-  StatusOr<std::unique_ptr<engine::Model>> model = engine::Model::Load(flags.model_dir);
+  StatusOr<layers::WeightDType> dtype = layers::ParseWeightDType(flags.weight_dtype);
+  if (!dtype.ok()) return Fail(dtype.status());
+  StatusOr<std::unique_ptr<engine::Model>> model =
+      engine::Model::Load(flags.model_dir, {.weight_dtype = *dtype, .threads = flags.threads});
   if (!model.ok()) return Fail(model.status());
 
   engine::GenerationRequest request;
@@ -123,6 +128,13 @@ void RegisterGenerate(CLI::App& app, int* exit_code) {
   cmd->add_option("--seed", flags->seed, "Random seed; same seed, same output");
   cmd->add_option("--stop", flags->stop, "Extra stop token (repeatable)");
   cmd->add_flag("--no-bos", flags->no_bos, "Do not add the tokenizer's special tokens");
+  cmd->add_option("--threads", flags->threads,
+                  "Compute threads (0 = the cores this process may use)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--weight-dtype", flags->weight_dtype,
+                  "Weights as stored in the checkpoint (as-stored, bf16) or quantized to q8_0")
+      ->capture_default_str();
   cmd->callback([flags, exit_code] { *exit_code = RunGenerate(*flags); });
 }
 
