@@ -13,10 +13,6 @@
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -26,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/stream_read.h"
 #include "kernels/cpu/weight_matmul.h"
 
 namespace kubemoe {
@@ -63,36 +60,6 @@ float SmallFloat(uint64_t i) { return (static_cast<float>(Hash(i) & 0xffff) - 32
 
 // --- STREAM-style read: sum of a 512 MiB f32 array ------------------------------------------
 
-#if defined(__x86_64__)
-// prefetch: bytes ahead to hint (0: none, hardware prefetch only, as STREAM itself).
-__attribute__((target("avx2"))) float SumAvx2(const float* a, int64_t n, int64_t prefetch) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  for (int64_t i = 0; i + 32 <= n; i += 32) {  // n is a multiple of 32 here; 128 bytes a step
-    if (prefetch > 0) {
-      _mm_prefetch(reinterpret_cast<const char*>(a + i) + prefetch, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(a + i) + prefetch + 64, _MM_HINT_T0);
-    }
-    s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
-    s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
-    s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
-    s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
-  }
-  const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-  float lanes[8];
-  _mm256_storeu_ps(lanes, s);
-  float t = 0;
-  for (float l : lanes) t += l;
-  return t;
-}
-#endif
-
-float SumPortable(const float* a, int64_t n) {
-  float s[8] = {};
-  for (int64_t i = 0; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) s[j] += a[i + j];
-  return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
-}
-
 // Arg: software-prefetch distance in bytes (0 = none). The kernels prefetch, so the read they
 // are compared with is the faster of the two variants (the largest GB/s seen so far).
 void BM_StreamRead(benchmark::State& state) {
@@ -100,25 +67,16 @@ void BM_StreamRead(benchmark::State& state) {
   const int64_t n = kStreamBytes / 4;
   std::vector<float> a(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) a[static_cast<size_t>(i)] = SmallFloat(static_cast<uint64_t>(i));
-#if defined(__x86_64__)
-  const bool avx2 = __builtin_cpu_supports("avx2");
-#else
-  const bool avx2 = false;
-#endif
   double seconds = 0;
   for (auto _ : state) {
     const double t0 = Now();
-#if defined(__x86_64__)
-    float s = avx2 ? SumAvx2(a.data(), n, prefetch) : SumPortable(a.data(), n);
-#else
-    float s = SumPortable(a.data(), n);
-#endif
+    float s = bench::StreamSum(a.data(), n, prefetch);
     seconds += Now() - t0;
     benchmark::DoNotOptimize(s);
   }
   const double gbs = Report(state, static_cast<double>(kStreamBytes), seconds, /*ratio=*/false);
   if (gbs > g_read_gbs) g_read_gbs = gbs;
-  state.SetLabel(avx2 ? "avx2 loads" : "portable loads");
+  state.SetLabel(bench::StreamSumLabel());
 }
 
 // --- Weight pools -----------------------------------------------------------------------------
