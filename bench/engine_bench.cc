@@ -2,6 +2,7 @@
 // measured in the same run by the same number of threads:
 //   kubemoe make-model --preset bench --out DIR --dtype bf16
 //   engine_bench --model=DIR [--threads=N] [--weight-dtype=as-stored|q8_0]
+//                [--kv-cache-dtype=f32|bf16]
 // (KUBEMOE_BENCH_MODEL=DIR works too). Benchmarks, in this order:
 //   BM_ReadBandwidth         STREAM-style read of 1 GiB, split over the threads (GB_s).
 //   BM_DenseGemm             OpenBLAS sgemm on the prefill shape 64 x 2048 x 10944 with the same
@@ -46,6 +47,7 @@ constexpr int64_t kGemmM = 64, kGemmK = 2048, kGemmN = 10944;
 std::string g_model_dir;
 int g_threads = 0;
 WeightDType g_weight_dtype = WeightDType::kAsStored;
+KvCacheDType g_kv_cache_dtype = KvCacheDType::kF32;
 double g_read_gbs = 0;     // best BM_ReadBandwidth
 double g_gemm_gflops = 0;  // best BM_DenseGemm
 
@@ -162,7 +164,7 @@ struct Batch {
   Batch(const ModelConfig& c, int64_t batch, int64_t length, int64_t capacity) {
     for (int64_t s = 0; s < batch; ++s) prompts.push_back(Prompt(s, c.vocab_size, length));
     for (const auto& p : prompts) {
-      caches.push_back(std::make_unique<LatentKvCache>(c, capacity));
+      caches.push_back(std::make_unique<LatentKvCache>(c, capacity, g_kv_cache_dtype));
       in.push_back({caches.back().get(), p});
     }
   }
@@ -329,6 +331,13 @@ int main(int argc, char** argv) {
         return 2;
       }
       e::g_weight_dtype = *dtype;
+    } else if (std::strncmp(argv[i], "--kv-cache-dtype=", 17) == 0) {
+      auto dtype = e::ParseKvCacheDType(argv[i] + 17);
+      if (!dtype.ok()) {
+        std::fprintf(stderr, "engine_bench: %s\n", dtype.status().message().c_str());
+        return 2;
+      }
+      e::g_kv_cache_dtype = *dtype;
     } else {
       args.push_back(argv[i]);
     }
@@ -337,6 +346,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&n, args.data());
   benchmark::AddCustomContext("threads", std::to_string(e::Pool().size()));
   benchmark::AddCustomContext("weight_dtype", kubemoe::layers::WeightDTypeName(e::g_weight_dtype));
+  benchmark::AddCustomContext("kv_cache_dtype", e::KvCacheDTypeName(e::g_kv_cache_dtype));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   if (!e::g_model_dir.empty()) {

@@ -51,7 +51,7 @@ StatusOr<std::vector<GenerationResult>> Engine::Generate(
     }
     const int64_t capacity = prompt + r.max_tokens;
     live.push_back(
-        Live{i, std::make_unique<LatentKvCache>(c, capacity), Sampler(r.sampling), 0, false});
+        Live{i, std::make_unique<LatentKvCache>(c, capacity, kv_cache_dtype_), Sampler(r.sampling), 0, false});
   }
   // Records a sampled token: stop, emit, or count against max_tokens.
   auto accept = [&](Live& s, int32_t token) {

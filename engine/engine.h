@@ -40,8 +40,9 @@ using TokenCallback = std::function<void(size_t, int32_t)>;
 
 class Engine {
  public:
-  // REQUIRES: model outlives the engine.
-  explicit Engine(Model* model) : model_(model) {}
+  // REQUIRES: model outlives the engine. Each request's KV cache holds `kv_cache_dtype` rows.
+  explicit Engine(Model* model, KvCacheDType kv_cache_dtype = KvCacheDType::kF32)
+      : model_(model), kv_cache_dtype_(kv_cache_dtype) {}
 
   // Runs every request to completion. InvalidArgument for an empty prompt, a token outside the
   // vocabulary or max_tokens < 0; errors from the model otherwise. `stats` may be null.
@@ -51,6 +52,7 @@ class Engine {
 
  private:
   Model* model_;
+  KvCacheDType kv_cache_dtype_;
 };
 
 }  // namespace kubemoe::engine

@@ -62,47 +62,66 @@ void AttendDecompressed(ThreadPool& pool, const Dims& d, const AttentionWeights&
   });
 }
 
+// Heads of one token that attend in one pass over a sequence's cache (one sgemm). Fixed, not
+// derived from the thread count, so the results do not depend on it; 4 lets a 2-16 thread pool
+// share one sequence's 16 heads while reading the cache 4 times, not 16.
+constexpr int64_t kAbsorbedHeadsPerTask = 4;
+
 // Absorbed attention of every sequence in `seqs` at once: scores against the latent rows
-// themselves. Per head (heads in parallel), W_UK is applied to the queries of all their rows in
-// one product, each sequence attends to its own cache, and W_UV is applied to all the
-// probability-weighted latents in one product.
+// themselves. W_UK is applied to the queries of all their rows in one product per head, each
+// sequence then attends to its own cache (kAbsorbedHeadsPerTask heads of a token per pass over
+// the cache), and W_UV is applied to all the probability-weighted latents in one product per
+// head.
 void AttendAbsorbed(ThreadPool& pool, const Dims& d, const AttentionWeights& w, float scale,
                     const float* q, std::span<const SequenceSlice> seqs, int64_t layer,
                     float* attn_out) {
-  std::vector<int64_t> rows;  // batch rows of the sequences, in order
+  std::vector<int64_t> rows;       // batch rows of the sequences, in order
+  std::vector<int64_t> first_row;  // per sequence, its first index into `rows`
   for (const SequenceSlice& s : seqs) {
+    first_row.push_back(static_cast<int64_t>(rows.size()));
     for (int64_t i = 0; i < s.count; ++i) rows.push_back(s.row + i);
   }
   const auto n = static_cast<int64_t>(rows.size());
   if (n == 0) return;
+  // q_abs [n x heads x (r + dr)]: per head, [q_nope W_UK_h | q_pe].
+  std::vector<float> q_abs(static_cast<size_t>(n * d.heads * d.row));
   pool.ParallelFor(d.heads, [&](int64_t h) {
-    // q_abs[i] = [q_nope W_UK_h | q_pe] for every row i.
     std::vector<float> q_nope(static_cast<size_t>(n * d.dn));
-    std::vector<float> q_abs(static_cast<size_t>(n * d.row));
     for (int64_t i = 0; i < n; ++i) {
       const float* qi = q + (rows[static_cast<size_t>(i)] * d.heads + h) * d.dq;
       std::copy(qi, qi + d.dn, q_nope.data() + i * d.dn);
-      std::copy(qi + d.dn, qi + d.dq, q_abs.data() + i * d.row + d.r);
+      std::copy(qi + d.dn, qi + d.dq, q_abs.data() + (i * d.heads + h) * d.row + d.r);
     }
     layers::ParallelLinear(pool, q_nope.data(), d.dn, n,
-                           w.w_uk_t.Rows(h * d.r, (h + 1) * d.r).matrix(), q_abs.data(), d.row);
-    std::vector<float> latent(static_cast<size_t>(n * d.r));
-    int64_t offset = 0;
-    for (const SequenceSlice& s : seqs) {
-      const int64_t start = s.cache->length();
-      const int64_t len = start + s.count;
-      std::vector<int64_t> limits(static_cast<size_t>(s.count));
-      for (int64_t i = 0; i < s.count; ++i) limits[static_cast<size_t>(i)] = start + i + 1;
-      std::vector<float> scratch(static_cast<size_t>(cpu::AttentionScratchFloats(s.count, len)));
-      const float* cache = s.cache->LayerRows(layer);
-      cpu::Attention(q_abs.data() + offset * d.row, d.row, s.count, limits.data(), cache, d.row,
-                     cache, d.row, len, d.row, d.r, scale, latent.data() + offset * d.r, d.r,
+                           w.w_uk_t.Rows(h * d.r, (h + 1) * d.r).matrix(), q_abs.data() + h * d.row,
+                           d.heads * d.row);
+  });
+  // latent [n x heads x r].
+  std::vector<float> latent(static_cast<size_t>(n * d.heads * d.r));
+  const auto n_seqs = static_cast<int64_t>(seqs.size());
+  const int64_t ranges = (d.heads + kAbsorbedHeadsPerTask - 1) / kAbsorbedHeadsPerTask;
+  pool.ParallelFor(n_seqs * ranges, [&](int64_t task) {
+    const SequenceSlice& s = seqs[static_cast<size_t>(task / ranges)];
+    const int64_t h0 = (task % ranges) * kAbsorbedHeadsPerTask;
+    const int64_t h1 = std::min(d.heads, h0 + kAbsorbedHeadsPerTask);
+    const int64_t start = s.cache->length();
+    std::vector<float> widened;
+    const float* cache = s.cache->RowsF32(layer, start + s.count, &widened);
+    std::vector<int64_t> limits(static_cast<size_t>(h1 - h0));
+    std::vector<float> scratch(
+        static_cast<size_t>(cpu::AttentionScratchFloats(h1 - h0, start + s.count)));
+    for (int64_t i = 0; i < s.count; ++i) {
+      const int64_t row = (first_row[static_cast<size_t>(task / ranges)] + i) * d.heads + h0;
+      std::fill(limits.begin(), limits.end(), start + i + 1);
+      cpu::Attention(q_abs.data() + row * d.row, d.row, h1 - h0, limits.data(), cache, d.row, cache,
+                     d.row, start + i + 1, d.row, d.r, scale, latent.data() + row * d.r, d.r,
                      scratch.data());
-      offset += s.count;
     }
-    // out_h = latent W_UV_h^T, W_UV_h = rows [h*kvb + dn, (h+1)*kvb) of kv_b_proj.
+  });
+  // out_h = latent_h W_UV_h^T, W_UV_h = rows [h*kvb + dn, (h+1)*kvb) of kv_b_proj.
+  pool.ParallelFor(d.heads, [&](int64_t h) {
     std::vector<float> out_h(static_cast<size_t>(n * d.dv));
-    layers::ParallelLinear(pool, latent.data(), d.r, n,
+    layers::ParallelLinear(pool, latent.data() + h * d.r, d.heads * d.r, n,
                            w.kv_b_proj.Rows(h * d.kvb + d.dn, (h + 1) * d.kvb).matrix(),
                            out_h.data(), d.dv);
     for (int64_t i = 0; i < n; ++i) {
@@ -162,12 +181,12 @@ void MlaForward(ThreadPool& pool, const ModelConfig& c, const AttentionWeights& 
   std::vector<float> attn(static_cast<size_t>(rows * d.heads * d.dv));
   std::vector<SequenceSlice> absorbed;
   for (const SequenceSlice& s : slices) {
-    float* cache = s.cache->LayerRows(layer);
-    std::copy(kva.data() + s.row * d.row, kva.data() + (s.row + s.count) * d.row,
-              cache + s.cache->length() * d.row);
+    s.cache->WriteRows(layer, s.cache->length(), kva.data() + s.row * d.row, s.count);
     if (s.form == AttentionForm::kAbsorbed) {
       absorbed.push_back(s);
     } else {
+      std::vector<float> widened;
+      const float* cache = s.cache->RowsF32(layer, s.cache->length() + s.count, &widened);
       AttendDecompressed(pool, d, w, k.softmax_scale, q.data(), s, cache, attn.data());
     }
   }

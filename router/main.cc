@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--kv-cache-tokens", o.scheduler.kv_cache_tokens,
                  "latent KV cache budget in tokens (0: max-batch-size x context)");
+  std::string kv_cache_dtype = "f32";
+  app.add_option("--kv-cache-dtype", kv_cache_dtype, "latent KV cache rows: f32 (exact) or bf16")
+      ->capture_default_str();
   app.add_option("--top-k", o.top_k, "experts per token (0: the model's)");
   app.add_option("--device-limit", o.device_limit,
                  "route each token to at most M devices (0: off)");
@@ -92,6 +95,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.weight_dtype = *weights;
+  auto kv_dtype = kubemoe::engine::ParseKvCacheDType(kv_cache_dtype);
+  if (!kv_dtype.ok()) {
+    std::cerr << "kubemoe-router: --kv-cache-dtype: " << kv_dtype.status().message() << std::endl;
+    return 2;
+  }
+  o.scheduler.kv_cache_dtype = *kv_dtype;
 
   o.placement_version = placement_version;
   o.shard_addresses = SplitComma(addresses);

@@ -81,9 +81,9 @@ Scheduler::Scheduler(engine::Model* model, SchedulerOptions options, metrics::Re
   m.step_seconds = histogram("kubemoe_router_step_seconds",
                              "Duration of one engine step (forward over the batch and sampling).",
                              metrics::DefaultBuckets());
-  auto failures = registry->AddCounter("kubemoe_router_request_failures_total",
-                                       "Requests that ended with an error, by status code.",
-                                       {"code"});
+  auto failures =
+      registry->AddCounter("kubemoe_router_request_failures_total",
+                           "Requests that ended with an error, by status code.", {"code"});
   if (failures.ok()) m.failures = *failures;
   m.routed = counter("kubemoe_router_routed_tokens_total",
                      "Token-layer routings (one per token per MoE layer).");
@@ -97,7 +97,9 @@ Scheduler::Scheduler(engine::Model* model, SchedulerOptions options, metrics::Re
 
 Scheduler::~Scheduler() { Stop(); }
 
-void Scheduler::Start() { thread_ = std::thread([this] { Loop(); }); }
+void Scheduler::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void Scheduler::Stop() {
   {
@@ -118,9 +120,7 @@ void Scheduler::Stop() {
   for (auto& s : queued) Finish(*s, gone, FinishReason::kStop);
 }
 
-bool Scheduler::Ready(std::string* why_not) const {
-  return !ready_ || ready_(why_not);
-}
+bool Scheduler::Ready(std::string* why_not) const { return !ready_ || ready_(why_not); }
 
 Status Scheduler::Submit(GenerationParams params, std::shared_ptr<TokenStream> stream) {
   const ModelConfig& c = model_->config();
@@ -196,7 +196,8 @@ void Scheduler::Finish(Sequence& s, const Status& status, FinishReason reason) {
 
 void Scheduler::Admit(std::vector<std::unique_ptr<Sequence>>& joined) {
   int64_t rows = 0;
-  for (const auto& s : running_) rows += s->prefilled ? 1 : static_cast<int64_t>(s->params.prompt.size());
+  for (const auto& s : running_)
+    rows += s->prefilled ? 1 : static_cast<int64_t>(s->params.prompt.size());
   while (!queue_.empty() &&
          static_cast<int32_t>(running_.size() + joined.size()) < options_.max_batch_size) {
     Sequence& next = *queue_.front();
@@ -240,10 +241,12 @@ void Scheduler::Loop() {
         Finish(*s, Status::Ok(), FinishReason::kCancelled);
         continue;
       }
-      s->cache = std::make_unique<engine::LatentKvCache>(model_->config(), s->reserved);
+      s->cache = std::make_unique<engine::LatentKvCache>(model_->config(), s->reserved,
+                                                         options_.kv_cache_dtype);
       s->sampler = std::make_unique<engine::Sampler>(s->params.sampling);
       if (kl_.enabled() && model_->device_limited() && kl_.ShadowNextRequest()) {
-        s->shadow = std::make_unique<engine::LatentKvCache>(model_->config(), s->reserved);
+        s->shadow = std::make_unique<engine::LatentKvCache>(model_->config(), s->reserved,
+                                                            options_.kv_cache_dtype);
       }
       running_.push_back(std::move(s));
     }

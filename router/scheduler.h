@@ -29,12 +29,14 @@
 namespace kubemoe::router {
 
 struct SchedulerOptions {
-  int32_t max_batch_size = 64;     // sequences per step
-  int64_t max_batch_tokens = 8192; // rows per step (prompt tokens of joiners + 1 per decoder)
-  int32_t max_queue = 256;         // waiting requests; more are refused (HTTP 429)
+  int32_t max_batch_size = 64;      // sequences per step
+  int64_t max_batch_tokens = 8192;  // rows per step (prompt tokens of joiners + 1 per decoder)
+  int32_t max_queue = 256;          // waiting requests; more are refused (HTTP 429)
   // Tokens of latent KV cache all running sequences may reserve together (each reserves
   // prompt + max_tokens when it joins). 0: max_batch_size x the model's context.
   int64_t kv_cache_tokens = 0;
+  // Element type of every sequence's latent KV cache (bf16: half the memory, rows rounded).
+  engine::KvCacheDType kv_cache_dtype = engine::KvCacheDType::kF32;
   // When idle, how long the first step waits for more requests to batch with.
   std::chrono::milliseconds max_queue_delay{5};
   // Deadline of one step's expert dispatches.

@@ -7,6 +7,7 @@
 #include "engine/kv_cache.h"
 #include "engine/model.h"
 #include "model/config.h"
+#include "model/dtype.h"
 #include "tests/engine_test_util.h"
 
 namespace kubemoe::engine {
@@ -69,6 +70,42 @@ TEST(LatentKvCache, ForwardAppendsOneRowPerTokenAndLayer) {
   Status s = model->Forward({&over, 1}, {}, &logits);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(cache.length(), 4);
+}
+
+TEST(LatentKvCache, Bf16HalvesTheBytesAndRoundsEachValue) {
+  const ModelConfig c = Config(2, 16, 8, 4);
+  LatentKvCache f32(c, 5), bf16(c, 5, KvCacheDType::kBf16);
+  EXPECT_EQ(bf16.dtype(), KvCacheDType::kBf16);
+  EXPECT_EQ(LatentKvCache::BytesPerTokenPerLayer(c, KvCacheDType::kBf16), 2 * 24);
+  EXPECT_EQ(bf16.AllocatedBytes() * 2, f32.AllocatedBytes());
+  std::vector<float> rows(2 * 24);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = 1.0f + 1e-3f * static_cast<float>(i);
+  for (LatentKvCache* cache : {&f32, &bf16}) {
+    cache->WriteRows(1, 2, rows.data(), 2);  // positions 2 and 3 of layer 1
+    std::vector<float> buffer;
+    const float* got = cache->RowsF32(1, 4, &buffer);
+    for (int64_t i = 0; i < 2 * 24; ++i) {  // positions 0 and 1 were never written
+      EXPECT_EQ(got[i], 0.0f);
+    }
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const float want = cache == &f32 ? rows[i] : Bf16ToFloat(FloatToBf16(rows[i]));
+      EXPECT_EQ(got[2 * 24 + i], want) << KvCacheDTypeName(cache->dtype()) << " value " << i;
+    }
+  }
+  // The f32 cache hands out its own rows; the bf16 one widens into the buffer.
+  std::vector<float> buffer;
+  EXPECT_EQ(f32.RowsF32(1, 4, &buffer), f32.LayerRows(1));
+  EXPECT_TRUE(buffer.empty());
+  EXPECT_NE(bf16.RowsF32(1, 4, &buffer), nullptr);
+  EXPECT_EQ(buffer.size(), 4u * 24);
+}
+
+TEST(LatentKvCache, ParsesTheFlagValues) {
+  EXPECT_EQ(*ParseKvCacheDType("f32"), KvCacheDType::kF32);
+  EXPECT_EQ(*ParseKvCacheDType("bf16"), KvCacheDType::kBf16);
+  StatusOr<KvCacheDType> bad = ParseKvCacheDType("fp8");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("bf16"), std::string::npos);
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 //     printed, not bounded: in these tiny random models the routers' top-k decisions are often
 //     separated by ~1e-3 (reference.json's min_router_decision_gap), so a quantized hidden state
 //     picks another expert at some positions and their logits move by up to ~25%.
+//   - bf16 latent KV cache: the same kind of comparison against the f32 cache (median within
+//     kBf16CacheMedianBound, argmax agreement >= kQ8Agreement).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,6 +32,7 @@ namespace fs = std::filesystem;
 constexpr double kThreadBound = 1e-6;
 constexpr double kQ8MedianBound = 5e-2;
 constexpr double kQ8Agreement = 0.9;
+constexpr double kBf16CacheMedianBound = 2e-2;
 
 std::vector<fs::path> Fixtures() {
   std::vector<fs::path> dirs;
@@ -43,14 +46,15 @@ std::vector<fs::path> Fixtures() {
 
 // Logits of every prompt position (prefill) followed by those of the teacher-forced decode steps,
 // one vocab-sized row each, for every prompt of the fixture.
-std::vector<std::vector<float>> Rows(Model& model, const nlohmann::json& ref) {
+std::vector<std::vector<float>> Rows(Model& model, const nlohmann::json& ref,
+                                     KvCacheDType kv_dtype) {
   const ModelConfig& c = model.config();
   const auto vocab = static_cast<size_t>(c.vocab_size);
   std::vector<std::vector<float>> rows;
   for (size_t p = 0; p < ref["prompts"].size(); ++p) {
     const auto prompt = ref["prompts"][p].get<std::vector<int32_t>>();
     const auto gen = ref["generated"][p].get<std::vector<int32_t>>();
-    LatentKvCache cache(c, static_cast<int64_t>(prompt.size() + gen.size()));
+    LatentKvCache cache(c, static_cast<int64_t>(prompt.size() + gen.size()), kv_dtype);
     std::vector<float> logits;
     SequenceInput in{&cache, prompt};
     ForwardOptions all;
@@ -100,10 +104,11 @@ Comparison Compare(const std::vector<std::vector<float>>& a,
 }
 
 std::vector<std::vector<float>> RunFixture(const fs::path& dir, const nlohmann::json& ref,
-                                           const LoadOptions& options) {
+                                           const LoadOptions& options,
+                                           KvCacheDType kv_dtype = KvCacheDType::kF32) {
   StatusOr<std::unique_ptr<Model>> model = Model::Load(dir.string(), options);
   EXPECT_TRUE(model.ok()) << dir << ": " << model.status().ToString();
-  return model.ok() ? Rows(**model, ref) : std::vector<std::vector<float>>{};
+  return model.ok() ? Rows(**model, ref, kv_dtype) : std::vector<std::vector<float>>{};
 }
 
 TEST(EngineWeightDType, ThreadCountDoesNotChangeTheLogits) {
@@ -146,6 +151,24 @@ TEST(EngineWeightDType, Q8_0StaysCloseToTheStoredWeights) {
       "q8_0 over all fixtures: largest median relative logit error %.2g, worst position "
       "%.2g, least argmax agreement %.3f\n",
       worst_median, worst, least_agreement);
+}
+
+TEST(EngineWeightDType, Bf16KvCacheStaysCloseToF32) {
+  for (const fs::path& dir : Fixtures()) {
+    const nlohmann::json ref = nlohmann::json::parse(std::ifstream(dir / "reference.json"));
+    const auto f32 = RunFixture(dir, ref, {.threads = 2});
+    const auto bf16 = RunFixture(dir, ref, {.threads = 2}, KvCacheDType::kBf16);
+    ASSERT_EQ(f32.size(), bf16.size());
+    ASSERT_FALSE(f32.empty());
+    const Comparison c = Compare(f32, bf16);
+    std::printf(
+        "%-26s bf16 vs f32 KV cache: relative logit error median %.2g, max %.2g; argmax "
+        "agreement %.3f\n",
+        dir.filename().c_str(), c.median_relative, c.worst_relative, c.agreement);
+    EXPECT_LE(c.median_relative, kBf16CacheMedianBound) << dir.filename();
+    EXPECT_GE(c.agreement, kQ8Agreement) << dir.filename();
+    EXPECT_GT(c.worst_relative, 0) << dir.filename();  // the rows really were rounded
+  }
 }
 
 }  // namespace

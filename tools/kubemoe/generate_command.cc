@@ -26,6 +26,7 @@ struct GenerateFlags {
   bool no_bos = false;
   int threads = 0;
   std::string weight_dtype = "as-stored";
+  std::string kv_cache_dtype = "f32";
 };
 
 int Fail(const Status& status) {
@@ -40,6 +41,8 @@ int RunGenerate(const GenerateFlags& flags) {
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   StatusOr<layers::WeightDType> dtype = layers::ParseWeightDType(flags.weight_dtype);
   if (!dtype.ok()) return Fail(dtype.status());
+  StatusOr<engine::KvCacheDType> kv_dtype = engine::ParseKvCacheDType(flags.kv_cache_dtype);
+  if (!kv_dtype.ok()) return Fail(kv_dtype.status());
   StatusOr<std::unique_ptr<engine::Model>> model =
       engine::Model::Load(flags.model_dir, {.weight_dtype = *dtype, .threads = flags.threads});
   if (!model.ok()) return Fail(model.status());
@@ -83,7 +86,7 @@ int RunGenerate(const GenerateFlags& flags) {
     emit(CompleteUtf8Prefix(pending));
   };
   std::fwrite(flags.prompt.data(), 1, flags.prompt.size(), stdout);
-  engine::Engine engine(model->get());
+  engine::Engine engine(model->get(), *kv_dtype);
   engine::GenerationStats stats;
   StatusOr<std::vector<engine::GenerationResult>> results =
       engine.Generate({request}, on_token, &stats);
@@ -134,6 +137,9 @@ void RegisterGenerate(CLI::App& app, int* exit_code) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--weight-dtype", flags->weight_dtype,
                   "Weights as stored in the checkpoint (as-stored, bf16) or quantized to q8_0")
+      ->capture_default_str();
+  cmd->add_option("--kv-cache-dtype", flags->kv_cache_dtype,
+                  "Latent KV cache rows: f32 (exact) or bf16 (half the memory)")
       ->capture_default_str();
   cmd->callback([flags, exit_code] { *exit_code = RunGenerate(*flags); });
 }
