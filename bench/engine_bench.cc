@@ -276,20 +276,24 @@ void BM_Decode(benchmark::State& state) {
 
 BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_DenseGemm)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+// At least 3 s each (one 16-step decode at batch 1 takes well under a second; on a shared
+// machine a single iteration is too noisy to compare).
 BENCHMARK(BM_Prefill)
     ->ArgName("batch")
     ->Arg(1)
     ->Arg(8)
     ->Arg(32)
     ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+    ->UseRealTime()
+    ->MinTime(3.0);
 BENCHMARK(BM_Decode)
     ->ArgName("batch")
     ->Arg(1)
     ->Arg(8)
     ->Arg(32)
     ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+    ->UseRealTime()
+    ->MinTime(3.0);
 
 // VmHWM of /proc/self/status: the peak resident set since the last reset.
 int64_t PeakResidentBytes() {
