@@ -23,10 +23,7 @@ struct Q8_0Matrix {
   std::vector<float> scales;   // [rows x cols/32]
 
   WeightMatrix View() const {
-    WeightMatrix m;
-    m.format = WeightFormat::kQ8_0;
-    m.rows = rows;
-    m.cols = cols;
+    WeightMatrix m = WeightMatrix::Shape(WeightFormat::kQ8_0, rows, cols);
     m.quants = quants.data();
     m.scales = scales.data();
     return m;

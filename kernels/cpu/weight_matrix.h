@@ -31,27 +31,26 @@ struct WeightMatrix {
   const float* f32 = nullptr;      // kF32 only
   const uint16_t* f16 = nullptr;   // kF16 only
 
-  static WeightMatrix Bf16(const uint16_t* w, int64_t rows, int64_t cols) {
+  // A view of this format and shape with no data yet; the factories below fill in the pointer.
+  static WeightMatrix Shape(WeightFormat format, int64_t rows, int64_t cols) {
     WeightMatrix m;
-    m.format = WeightFormat::kBf16;
+    m.format = format;
     m.rows = rows;
     m.cols = cols;
+    return m;
+  }
+  static WeightMatrix Bf16(const uint16_t* w, int64_t rows, int64_t cols) {
+    WeightMatrix m = Shape(WeightFormat::kBf16, rows, cols);
     m.bf16 = w;
     return m;
   }
   static WeightMatrix F32(const float* w, int64_t rows, int64_t cols) {
-    WeightMatrix m;
-    m.format = WeightFormat::kF32;
-    m.rows = rows;
-    m.cols = cols;
+    WeightMatrix m = Shape(WeightFormat::kF32, rows, cols);
     m.f32 = w;
     return m;
   }
   static WeightMatrix F16(const uint16_t* w, int64_t rows, int64_t cols) {
-    WeightMatrix m;
-    m.format = WeightFormat::kF16;
-    m.rows = rows;
-    m.cols = cols;
+    WeightMatrix m = Shape(WeightFormat::kF16, rows, cols);
     m.f16 = w;
     return m;
   }
