@@ -3,7 +3,10 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <fstream>
+#include <string>
 
 namespace kubemoe {
 namespace {
@@ -24,11 +27,40 @@ inline void CpuRelax() {
 
 }  // namespace
 
+int CoresAllowedByQuota(std::string_view quota, std::string_view period) {
+  auto parse = [](std::string_view text, int64_t* out) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+    return ec == std::errc() && end == text.data() + text.size() && *out > 0;
+  };
+  int64_t q = 0, p = 0;
+  if (!parse(quota, &q) || !parse(period, &p)) return 0;  // "max", "-1" or garbage: no limit
+  return static_cast<int>(std::min<int64_t>((q + p - 1) / p, 1 << 20));
+}
+
 int AvailableCores() {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(CPU_COUNT(&set), 1);
-  return static_cast<int>(std::max(std::thread::hardware_concurrency(), 1u));
+  int cores = sched_getaffinity(0, sizeof set, &set) == 0
+                  ? CPU_COUNT(&set)
+                  : static_cast<int>(std::thread::hardware_concurrency());
+  auto read = [](const char* path) {
+    std::ifstream in(path);
+    std::string text;
+    std::getline(in, text);
+    return text;
+  };
+  int quota_cores = 0;
+  const std::string v2 = read("/sys/fs/cgroup/cpu.max");  // "<quota|max> <period>"
+  if (const size_t space = v2.find(' '); space != std::string::npos) {
+    quota_cores = CoresAllowedByQuota(std::string_view(v2).substr(0, space),
+                                      std::string_view(v2).substr(space + 1));
+  } else {
+    quota_cores = CoresAllowedByQuota(read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+                                      read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"));
+  }
+  if (quota_cores > 0) cores = std::min(cores, quota_cores);
+  return std::max(cores, 1);
 }
 
 ThreadPool::ThreadPool(int threads) {

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -25,8 +26,15 @@
 
 namespace kubemoe {
 
-// The cores this process may run on (sched_getaffinity), at least 1.
+// The cores this process may use, at least 1: the CPUs it may run on (sched_getaffinity), capped
+// by its cgroup's CPU quota where one is set (a Kubernetes CPU limit is a quota, not a CPU set:
+// a pod limited to 4 CPUs on a 64-core node must not start 64 threads). The quota is read from
+// /sys/fs/cgroup/cpu.max (cgroup v2), else cpu.cfs_quota_us / cpu.cfs_period_us (v1).
 int AvailableCores();
+
+// The whole cores a CFS quota allows, rounded up: quota / period, e.g. ("150000", "100000") -> 2.
+// 0 when there is no limit ("max" or "-1") or the text is not a quota.
+int CoresAllowedByQuota(std::string_view quota, std::string_view period);
 
 class ThreadPool {
  public:

@@ -31,6 +31,17 @@ TEST(ThreadPool, ZeroMeansTheAvailableCores) {
   EXPECT_GE(AvailableCores(), 1);
 }
 
+TEST(ThreadPool, CgroupQuotaCapsTheCores) {
+  EXPECT_EQ(CoresAllowedByQuota("200000", "100000"), 2);
+  EXPECT_EQ(CoresAllowedByQuota("150000", "100000"), 2);  // 1.5 CPUs: two threads, throttled
+  EXPECT_EQ(CoresAllowedByQuota("50000\n", "100000\n"), 1);
+  EXPECT_EQ(CoresAllowedByQuota("max", "100000"), 0);  // cgroup v2: no limit
+  EXPECT_EQ(CoresAllowedByQuota("-1", "100000"), 0);   // cgroup v1: no limit
+  EXPECT_EQ(CoresAllowedByQuota("", ""), 0);           // no such files
+  EXPECT_EQ(CoresAllowedByQuota("12x", "100000"), 0);
+  EXPECT_EQ(CoresAllowedByQuota("100000", "0"), 0);
+}
+
 TEST(ThreadPool, UsesMoreThanOneThreadWhenItHasThem) {
   ThreadPool pool(3);
   std::atomic<int> inside{0}, most{0};
