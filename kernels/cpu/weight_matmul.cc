@@ -2,6 +2,10 @@
 // weight_matmul_{scalar,avx2,avx512}.cc.
 #include "kernels/cpu/weight_matmul.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -15,12 +19,20 @@ namespace {
   std::abort();
 }
 
+#if defined(__x86_64__)
+// F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+// F16C works on the XMM/YMM state the "avx2" check already requires the OS to save.
+bool HasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+#endif
+
 CpuPath Probe() {
 #if defined(__x86_64__)
   // __builtin_cpu_supports also checks that the OS saves the wider registers (XCR0).
   if (__builtin_cpu_supports("avx512f")) return CpuPath::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c")) {
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c()) {
     return CpuPath::kAvx2;
   }
 #endif
@@ -61,8 +73,7 @@ bool CpuPathSupported(CpuPath path) {
       return true;
     case CpuPath::kAvx2:
 #if defined(__x86_64__)
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HasF16c();
 #else
       return false;
 #endif
