@@ -1,7 +1,9 @@
 #include "local/local_plan.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common/thread_pool.h"
 #include "local/yaml_json.h"
 #include "operator/api/reconcile.h"
 
@@ -69,7 +71,7 @@ const std::set<std::string>& SubstitutedFlags() {
 
 const std::set<std::string>& AddedFlags() {
   static const std::set<std::string> kFlags = {"--http-address", "--expert-addresses",
-                                               "--listen-address"};
+                                               "--listen-address", "--threads"};
   return kFlags;
 }
 
@@ -112,6 +114,9 @@ StatusOr<LocalPlan> PlanLocalCluster(const op::MoEModel& model, const LocalSetti
   plan.worker_pod_args = *worker_args;
   plan.router_pod_args = *router_args;
 
+  const int cores = s.cores > 0 ? s.cores : AvailableCores();
+  const std::string threads =
+      "--threads=" + std::to_string(std::max(1, cores / static_cast<int>(shards + 1)));
   std::string addresses;
   for (size_t i = 0; i < shards; ++i) {
     auto args = Substitute(*worker_args,
@@ -120,7 +125,7 @@ StatusOr<LocalPlan> PlanLocalCluster(const op::MoEModel& model, const LocalSetti
                             {"--shard-index", std::to_string(i)},
                             {"--grpc-port", std::to_string(s.worker_grpc_ports[i])},
                             {"--metrics-port", std::to_string(s.worker_metrics_ports[i])}},
-                           {"--listen-address=127.0.0.1"}, "the worker StatefulSet");
+                           {"--listen-address=127.0.0.1", threads}, "the worker StatefulSet");
     if (!args.ok()) return args.status();
     ProcessSpec w{"worker-" + std::to_string(i), std::move(*args), worker_env};
     w.env.erase("KUBEMOE_SHARD_INDEX");
@@ -134,7 +139,7 @@ StatusOr<LocalPlan> PlanLocalCluster(const op::MoEModel& model, const LocalSetti
                          {{"--model-dir", s.model_dir},
                           {"--placement", placement_file},
                           {"--http-port", std::to_string(s.http_port)}},
-                         {"--http-address=127.0.0.1", "--expert-addresses=" + addresses},
+                         {"--http-address=127.0.0.1", "--expert-addresses=" + addresses, threads},
                          "the router Deployment");
   if (!args.ok()) return args.status();
   plan.router = ProcessSpec{"router", std::move(*args), {}};

@@ -31,6 +31,10 @@ struct LocalSettings {
   int http_port = 8000;
   std::vector<int> worker_grpc_ports;     // one per shard
   std::vector<int> worker_metrics_ports;  // one per shard
+  // Cores the router and workers share on this machine (0: AvailableCores()). Each process gets
+  // --threads = cores / processes (at least 1), as pods with CPU limits would, so the processes
+  // do not each start a thread per core and crowd each other out.
+  int cores = 0;
 };
 
 struct ProcessSpec {

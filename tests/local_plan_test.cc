@@ -49,6 +49,7 @@ TEST(LocalPlan, EverySampleBecomesTheOperatorsPodsWithLocalPathsAndPorts) {
     s.model_dir = "/data/model";
     s.run_dir = "/run/x";
     s.http_port = 8123;
+    s.cores = 12;
     for (int i = 0; i < model->spec.experts.shards; ++i) {
       s.worker_grpc_ports.push_back(40000 + i);
       s.worker_metrics_ports.push_back(41000 + i);
@@ -78,6 +79,11 @@ TEST(LocalPlan, EverySampleBecomesTheOperatorsPodsWithLocalPathsAndPorts) {
       addresses += (i ? ",127.0.0.1:" : "127.0.0.1:") + std::to_string(40000 + i);
     }
     EXPECT_THAT(plan->router.args, ::testing::Contains(addresses));
+    // The machine's cores are shared out between the router and the workers.
+    const std::string threads =
+        "--threads=" + std::to_string(std::max(1, 12 / (model->spec.experts.shards + 1)));
+    EXPECT_THAT(plan->router.args, ::testing::Contains(threads));
+    for (const ProcessSpec& w : plan->workers) EXPECT_THAT(w.args, ::testing::Contains(threads));
     // The pod templates really carry what we substitute.
     EXPECT_THAT(plan->worker_pod_args, ::testing::Contains("--shard-index=$(KUBEMOE_SHARD_INDEX)"));
   }
