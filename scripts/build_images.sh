@@ -45,14 +45,10 @@ for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || missing
 ((${#missing[@]} == 0)) || die "missing ${missing[*]}; install with:
   apt-get update && apt-get install -y podman runc debootstrap uidmap slirp4netns fuse-overlayfs"
 
-# Per-command settings rather than /etc/containers edits: runc (crun cannot set up containers on
-# hybrid cgroup hosts), and an open-files limit no higher than this host's hard limit (podman's
-# default of 1048576 is refused where the hard limit is lower). Build steps use the host's network:
+# runc and rlimits this host allows (scripts/podman_env.sh). Build steps use the host's network:
 # podman's bridge network needs iptables for netavark, which these machines lack, and the steps
 # only fetch Debian packages, as the host itself does.
-nofile=$(ulimit -Hn)
-[[ $nofile == unlimited ]] && nofile=1048576
-pm() { podman --runtime "${OCI_RUNTIME:-runc}" "$@"; }
+source "$root/scripts/podman_env.sh"
 
 # 1. The base image.
 if pm image exists "$base"; then
@@ -107,7 +103,7 @@ done
 for c in "${components[@]}"; do
   image=$repo/kubemoe-$c:$tag
   say "building $image"
-  pm build --network host --ulimit "nofile=$nofile:$nofile" --target prebuilt \
+  pm build --network host "${podman_limits[@]}" --target prebuilt \
     --build-arg "BASE=$base" --build-arg BINARY_DIR=.image-staging \
     -f "docker/Dockerfile.$c" -t "$image" "$root" || die "building $image failed"
 done
