@@ -18,9 +18,15 @@ source "$root/scripts/podman_env.sh"
 repo=${IMAGE_REPO:-ghcr.io/kubemoe}
 tag=${IMAGE_TAG:-$(awk -F'"' '/^appVersion:/{print $2}' charts/kubemoe/Chart.yaml)}
 cli=${KUBEMOE_CLI:-$root/build/kubemoe}
-http_port=${CHECK_HTTP_PORT:-18000}
-grpc_ports=(${CHECK_GRPC_PORTS:-50061 50062})
-metrics_ports=(${CHECK_METRICS_PORTS:-19191 19192})
+# Ports on 127.0.0.1 the kernel says are free now (other work shares these machines).
+read -r -a ports <<<"$(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(5)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')"
+http_port=${ports[0]}
+grpc_ports=("${ports[1]}" "${ports[2]}")
+metrics_ports=("${ports[3]}" "${ports[4]}")
 
 fail() { echo "check_images: FAIL: $*" >&2; exit 1; }
 say() { echo "check_images: $*"; }
