@@ -14,12 +14,14 @@
 #   BIN_DIR          where kubemoe-{operator,router,worker} are (default: <repo>/build)
 #   IMAGE_REPO       repository prefix (default: ghcr.io/kubemoe)
 #   IMAGE_TAG        tag (default: appVersion of charts/kubemoe/Chart.yaml)
-#   BASE_IMAGE       base image name (default: localhost/debian:bookworm; made if missing)
+#   BASE_IMAGE       base image (default: localhost/debian:bookworm, made with debootstrap if
+#                    missing; a name outside localhost/ is pulled instead)
 #   IMAGE_CACHE_DIR  where the base rootfs tarball is cached (default: <repo>/.image-cache)
 #   DEBIAN_MIRROR    mirror for debootstrap (default: the first one in this host's apt sources)
 #   OCI_RUNTIME      podman's OCI runtime (default: runc; crun fails on hosts with hybrid cgroups)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin_dir=$(realpath -m "${BIN_DIR:-$root/build}")  # relative to where the script was called from
 cd "$root"
 
 die() { echo "build_images: error: $*" >&2; exit 1; }
@@ -31,7 +33,6 @@ for c in "${components[@]}"; do
   [[ $c =~ ^(operator|router|worker)$ ]] || die "unknown image '$c' (expected operator, router or worker)"
 done
 
-bin_dir=${BIN_DIR:-$root/build}
 repo=${IMAGE_REPO:-ghcr.io/kubemoe}
 tag=${IMAGE_TAG:-$(awk -F'"' '/^appVersion:/{print $2}' charts/kubemoe/Chart.yaml)}
 [[ -n $tag ]] || die "no IMAGE_TAG and no appVersion in charts/kubemoe/Chart.yaml"
@@ -53,6 +54,9 @@ source "$root/scripts/podman_env.sh"
 # 1. The base image.
 if pm image exists "$base"; then
   say "base image $base present"
+elif [[ $base != localhost/* ]]; then
+  say "pulling $base"
+  pm pull "$base" || die "cannot pull $base (no registry reachable? leave BASE_IMAGE unset to make one)"
 else
   mkdir -p "$cache"
   tarball=$cache/debian-bookworm-minbase.tar

@@ -32,7 +32,7 @@ fail() { echo "check_images: FAIL: $*" >&2; exit 1; }
 say() { echo "check_images: $*"; }
 
 # The pods' securityContext, as operator/api/objects.cc writes it.
-secure=(--user 65532:65532 --read-only --read-only-tmpfs=false --tmpfs /tmp:rw,size=64m
+secure=(--user 65532:65532 --read-only --read-only-tmpfs=false --tmpfs "/tmp:rw,size=64m"
         --cap-drop=ALL --security-opt no-new-privileges "${podman_limits[@]}")
 
 work=$(mktemp -d /tmp/kubemoe-check.XXXXXX)

@@ -12,6 +12,7 @@ podman_nofile=$(ulimit -Hn)
 podman_nproc=$(ulimit -Hu)
 pid_max=$(cat /proc/sys/kernel/pid_max 2>/dev/null || echo 32768)
 [[ $podman_nproc == unlimited || $podman_nproc -gt $pid_max ]] && podman_nproc=$pid_max
+# shellcheck disable=SC2034 # used by the scripts that source this one
 podman_limits=(--ulimit "nofile=$podman_nofile:$podman_nofile"
                --ulimit "nproc=$podman_nproc:$podman_nproc")
 pm() { podman --runtime "${OCI_RUNTIME:-runc}" "$@"; }
