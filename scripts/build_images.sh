@@ -47,8 +47,8 @@ for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || missing
   apt-get update && apt-get install -y podman runc debootstrap uidmap slirp4netns fuse-overlayfs"
 
 # runc and rlimits this host allows (scripts/podman_env.sh). Build steps use the host's network:
-# podman's bridge network needs iptables for netavark, which these machines lack, and the steps
-# only fetch Debian packages, as the host itself does.
+# they only fetch Debian packages, as the host itself does, and need no bridge (netavark needs
+# iptables, which only scripts/setup.sh installs).
 source "$root/scripts/podman_env.sh"
 
 # 1. The base image.
@@ -107,7 +107,10 @@ done
 for c in "${components[@]}"; do
   image=$repo/kubemoe-$c:$tag
   say "building $image"
+  # The binary's digest as a label: tests compare it with build/ to catch a stale image.
+  digest=$(sha256sum "$staging/kubemoe-$c" | cut -d' ' -f1)
   pm build --network host "${podman_limits[@]}" --target prebuilt \
+    --build-arg "BINARY_SHA256=$digest" \
     --build-arg "BASE=$base" --build-arg BINARY_DIR=.image-staging \
     -f "docker/Dockerfile.$c" -t "$image" "$root" || die "building $image failed"
 done
