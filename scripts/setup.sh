@@ -14,6 +14,10 @@ debian_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   clang libclang-rt-14-dev
   python3 python3-venv kubectl
+  # Images and the container tests (scripts/build_images.sh, tests/py/containers_e2e_test.py):
+  # podman with runc (crun fails on hybrid-cgroup hosts), its bridge network (netavark needs
+  # iptables; aardvark-dns gives pods their Service DNS names), debootstrap for the base image.
+  podman runc netavark aardvark-dns iptables debootstrap
 )
 
 missing=()

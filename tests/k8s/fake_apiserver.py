@@ -22,7 +22,8 @@ Test control endpoints (never logged, never faulted):
   POST   /_test/faults    {"drop_watches": true [, "abrupt": true]}: ends every open watch stream
                           now (cleanly with the last chunk, or abruptly by closing the socket).
   DELETE /_test/faults    clears all faults.
-  GET    /_test/requests  [{method, path, query, content_type, status}, ...] in arrival order.
+  GET    /_test/requests  [{method, path, query, content_type, status, token}, ...] in arrival
+                          order; token is the request's bearer token ("" without one).
   DELETE /_test/requests  clears that log.
   POST   /_test/compact   forgets the watch history: older resourceVersions get 410 Gone.
 
@@ -124,8 +125,12 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_body()
         if path.startswith("/_test/"):
             return self.control(path, body)
+        # The bearer token stands for the user (any token is accepted), so tests can tell
+        # whose requests these were, e.g. to check the operator's against its RBAC rules.
+        auth = self.headers.get("Authorization", "")
         entry = {"method": self.command, "path": path, "query": query,
-                 "content_type": self.headers.get("Content-Type", ""), "status": 0}
+                 "content_type": self.headers.get("Content-Type", ""), "status": 0,
+                 "token": auth[len("Bearer "):] if auth.startswith("Bearer ") else ""}
         self.server.control.log(entry)
         fault = self.server.control.take_fault(self.command, path, query)
         if fault:
