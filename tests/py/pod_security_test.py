@@ -344,13 +344,18 @@ def sample_source_kind(sample):
     return kind
 
 
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def golden_pods():
     dirs = sorted(glob.glob(os.path.join(ROOT, "tests/data/operator/golden/*/")))
     check("golden samples found", len(dirs) >= 3, str(dirs))
     for d in dirs:
         sample = os.path.basename(os.path.dirname(d))
         source = sample_source_kind(sample)
-        objects = [json.load(open(p, encoding="utf-8")) for p in sorted(glob.glob(d + "*.json"))]
+        objects = [read_json(p) for p in sorted(glob.glob(d + "*.json"))]
         templates = [(o, t) for o in objects for t in pod_templates(o)]
         check(f"golden {sample}: a StatefulSet and a Deployment template",
               sorted(o["kind"] for o, _ in templates) == ["Deployment", "StatefulSet"],
