@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
   app.add_option("--expert-port", o.expert_port, "gRPC port of the shards")->capture_default_str();
   app.add_option("--expert-addresses", addresses,
                  "host:port of each shard, comma-separated (instead of the Kubernetes names)");
+  app.add_option("--expert-tls-dir", o.expert_tls_dir,
+                 "mutual TLS to the shards: directory with tls.crt, tls.key, ca.crt (a TLS Secret)");
   app.add_option("--transport", o.transport, "grpc (nccl needs the GPU backend)")
       ->capture_default_str();
   app.add_option("--http-address", o.http_address, "listen address")->capture_default_str();

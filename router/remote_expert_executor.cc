@@ -74,8 +74,9 @@ struct RemoteExpertExecutor::Impl {
   std::function<void(int32_t, const Status&)> on_shard_failure;
 
   void Connect(size_t shard) {
-    auto channel = grpc::CreateCustomChannel(options.shard_addresses[shard],
-                                             grpc::InsecureChannelCredentials(), channel_args);
+    auto channel = grpc::CreateCustomChannel(
+        options.shard_addresses[shard],
+        options.credentials ? options.credentials : grpc::InsecureChannelCredentials(), channel_args);
     stubs[shard] = kubemoe::v1::ExpertService::NewStub(channel);
   }
 

@@ -8,6 +8,8 @@
 // ends the requests of that step with an error and keeps serving.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -24,6 +26,8 @@ namespace kubemoe::router {
 
 struct RemoteExecutorOptions {
   std::vector<std::string> shard_addresses;  // host:port of shard i at index i
+  // Plaintext when null; mutual TLS from transport::GrpcChannelCredentials otherwise.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
   int32_t devices_per_shard = 1;
   transport::WireDType wire_dtype = transport::WireDType::kBf16;
   // Upper bound on one layer's dispatch when the step's own deadline is later (or none).

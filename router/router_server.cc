@@ -16,6 +16,7 @@
 #include "router/remote_expert_executor.h"
 #include "router/routing_setup.h"
 #include "router/shard_health.h"
+#include "transport/grpc_tls.h"
 
 namespace kubemoe::router {
 namespace {
@@ -114,10 +115,14 @@ Status ConnectShards(const RouterOptions& o, RouterServerImpl& server) {
       RouterConfigsFor(server.model_->config(), *placement, o.device_limit, o.top_k);
   if (!routing.ok()) return routing.status();
   KUBEMOE_RETURN_IF_ERROR(server.model_->ConfigureRouting(*routing, placement->version));
+  StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      transport::GrpcChannelCredentials(o.expert_tls_dir);
+  if (!credentials.ok()) return credentials.status();
   server.health_ = std::make_unique<ShardHealth>(*addresses, placement->version, o.health_period,
-                                                 &server.registry_);
+                                                 &server.registry_, *credentials);
   RemoteExecutorOptions ro;
   ro.shard_addresses = *addresses;
+  ro.credentials = *credentials;
   ro.devices_per_shard = placement->devices_per_shard;
   ro.wire_dtype = o.wire_dtype;
   ro.dispatch_timeout = o.scheduler.step_timeout;

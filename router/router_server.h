@@ -33,6 +33,9 @@ struct RouterOptions {
   int32_t shards = 0;
   int expert_port = 50051;
   std::string transport = "grpc";
+  // Mutual TLS to the shards from a directory with tls.crt, tls.key, ca.crt
+  // (transport/grpc_tls.h); empty: plaintext.
+  std::string expert_tls_dir;
   std::string http_address = "0.0.0.0";
   int http_port = 8000;  // 0: pick a free one
   int32_t device_limit = 0;

@@ -8,8 +8,10 @@
 namespace kubemoe::router {
 
 ShardHealth::ShardHealth(std::vector<std::string> addresses, uint64_t placement_version,
-                         std::chrono::milliseconds period, metrics::Registry* registry)
+                         std::chrono::milliseconds period, metrics::Registry* registry,
+                         std::shared_ptr<grpc::ChannelCredentials> credentials)
     : addresses_(std::move(addresses)),
+      credentials_(credentials ? std::move(credentials) : grpc::InsecureChannelCredentials()),
       version_(placement_version),
       period_(period),
       not_ready_(addresses_.size(), "not probed yet") {
@@ -61,7 +63,7 @@ void ShardHealth::MarkFailed(int32_t shard, const Status& why) {
 void ShardHealth::ProbeAll() {
   for (size_t i = 0; i < addresses_.size(); ++i) {
     // A fresh channel per probe: a restarted shard is found at once, without reconnect backoff.
-    auto channel = grpc::CreateChannel(addresses_[i], grpc::InsecureChannelCredentials());
+    auto channel = grpc::CreateChannel(addresses_[i], credentials_);
     auto stub = kubemoe::v1::WorkerInfoService::NewStub(channel);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -4,8 +4,11 @@
 // once, so /readyz turns not-ready without waiting for the next probe.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,8 +22,10 @@ namespace kubemoe::router {
 class ShardHealth {
  public:
   // `registry` may be null; otherwise kubemoe_router_shard_ready{shard} (1 or 0) is exported.
+  // `credentials` null: plaintext; otherwise the probes use them (mutual TLS).
   ShardHealth(std::vector<std::string> addresses, uint64_t placement_version,
-              std::chrono::milliseconds period, metrics::Registry* registry);
+              std::chrono::milliseconds period, metrics::Registry* registry,
+              std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~ShardHealth();  // stops the thread
   ShardHealth(const ShardHealth&) = delete;
   ShardHealth& operator=(const ShardHealth&) = delete;
@@ -38,6 +43,7 @@ class ShardHealth {
   void Loop();
 
   std::vector<std::string> addresses_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
   uint64_t version_;
   std::chrono::milliseconds period_;
   std::vector<metrics::Gauge*> gauges_;

@@ -53,6 +53,8 @@ int Run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--transport", o.transport, "grpc (nccl is not in this build yet)")
       ->capture_default_str();
+  app.add_option("--tls-dir", o.tls_dir,
+                 "mutual TLS on the gRPC port: directory with tls.crt, tls.key, ca.crt (a TLS Secret)");
   app.add_option("--grpc-port", o.grpc_port, "gRPC port (0 = pick a free one)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));

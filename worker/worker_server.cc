@@ -24,6 +24,7 @@
 #include "model/config.h"
 #include "placement/model_match.h"
 #include "placement/placement.h"
+#include "transport/grpc_tls.h"
 #include "worker/compute_queue.h"
 #include "worker/expert_batch.h"
 #include "worker/expert_service.h"
@@ -164,6 +165,8 @@ class WorkerServerImpl final : public WorkerServer {
 
 Status WorkerServerImpl::Init(const WorkerOptions& o) {
   KUBEMOE_RETURN_IF_ERROR(CheckWorkerOptions(o));
+  // Certificates are checked before the (possibly long) expert load, so a bad Secret fails fast.
+  if (!o.tls_dir.empty()) KUBEMOE_RETURN_IF_ERROR(transport::CheckTlsDir(o.tls_dir));
   StatusOr<ModelConfig> config = LoadModelConfig(o.model_dir);
   if (!config.ok()) return config.status();
   config_ = std::move(*config);
@@ -227,8 +230,11 @@ Status WorkerServerImpl::StartGrpc(const WorkerOptions& o) {
   const bool v6 = o.grpc_address.find(':') != std::string::npos;
   const std::string address =
       (v6 ? "[" + o.grpc_address + "]" : o.grpc_address) + ":" + std::to_string(o.grpc_port);
+  StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      transport::GrpcServerCredentials(o.tls_dir);
+  if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(address, *credentials, &grpc_port_);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   builder.RegisterService(expert_service_.get());

@@ -23,6 +23,9 @@ struct WorkerOptions {
   std::string device_type = "cpu";  // "cpu" (this build runs experts on CPU only)
   std::string transport = "grpc";   // "grpc" only in this build
   std::string grpc_address = "0.0.0.0";
+  // Mutual TLS on the gRPC port from a directory with tls.crt, tls.key, ca.crt
+  // (transport/grpc_tls.h): clients need a certificate signed by ca.crt. Empty: plaintext.
+  std::string tls_dir;
   int grpc_port = 0;       // 0: the kernel picks one (see WorkerServer::grpc_port)
   int metrics_port = 0;    // 0: the kernel picks one; -1: no HTTP endpoints
   std::string model_name;  // for WorkerInfo (KUBEMOE_MODEL_NAME)
