@@ -122,7 +122,7 @@ class PodRunner:
         self.podman_limits = shlex.split(args.podman_flags)
         self.host_ip = "127.0.0.1"
         self.workers = {}  # pod uid -> PodWorker
-        self.cache = {"configmaps": {}, "services": []}
+        self.cache = {"configmaps": {}, "secrets": {}, "services": []}
         self.lock = threading.Lock()
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
@@ -137,9 +137,10 @@ class PodRunner:
         self.wakeup.set()
 
     # --- what pod workers ask ---------------------------------------------------------------------
-    def config_map(self, name):
+    def cached(self, kind, name):
+        """The ConfigMap or Secret (kind "configmaps" / "secrets") `name`, as last listed."""
         with self.lock:
-            return self.cache["configmaps"].get(name)
+            return self.cache[kind].get(name)
 
     def dns_names(self, pod):
         meta, spec = pod["metadata"], pod["spec"]
@@ -183,7 +184,8 @@ class PodRunner:
     def run(self):
         base = f"/namespaces/{self.ns}"
         for path in (f"/apis/apps/v1{base}/statefulsets", f"/apis/apps/v1{base}/deployments",
-                     f"/api/v1{base}/pods", f"/api/v1{base}/configmaps", f"/api/v1{base}/services"):
+                     f"/api/v1{base}/pods", f"/api/v1{base}/configmaps", f"/api/v1{base}/secrets",
+                     f"/api/v1{base}/services"):
             threading.Thread(target=self.watch, args=(path,), daemon=True).start()
         while not self.stopping.is_set():
             try:
@@ -200,11 +202,13 @@ class PodRunner:
         deployments = self.api.list(f"/apis/apps/v1{base}/deployments")
         pods = self.api.list(f"/api/v1{base}/pods")
         config_maps = self.api.list(f"/api/v1{base}/configmaps")
+        secrets = self.api.list(f"/api/v1{base}/secrets")
         services = self.api.list(f"/api/v1{base}/services")
-        if None in (sets, deployments, pods, config_maps, services):
+        if None in (sets, deployments, pods, config_maps, secrets, services):
             return
         with self.lock:
             self.cache = {"configmaps": {c["metadata"]["name"]: c for c in config_maps},
+                          "secrets": {s["metadata"]["name"]: s for s in secrets},
                           "services": services}
         for sts in sets:
             self.sync_stateful_set(sts, [p for p in pods if owned_by(p, sts)])
@@ -237,8 +241,8 @@ class PodRunner:
                 self.log(f"pod {self.workers[uid].name}: deleted, stopping its container")
                 self.workers.pop(uid).stop()
         for worker in self.workers.values():
-            if worker.config_maps:
-                worker.sync_config_maps()
+            if worker.projected:
+                worker.sync_projected_volumes()
 
     def pod_ready(self, pod):
         worker = self.workers.get(pod["metadata"]["uid"])

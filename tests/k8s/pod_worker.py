@@ -3,9 +3,10 @@
 Test infrastructure for tests/k8s/pod_runner.py (which creates one PodWorker per Pod bound to the
 node and stops it when the Pod is gone). Like a kubelet's pod worker, it
 
-  * prepares the volumes: configMap volumes as directories that follow the ConfigMap (keys as
-    symlinks into a `..data` directory swapped atomically, as the kubelet does), emptyDir as an
-    empty world-writable directory, hostPath under the node root (type Directory is checked);
+  * prepares the volumes: configMap and secret volumes as directories that follow their object
+    (keys as symlinks into a `..data` directory swapped atomically, as the kubelet does; secret
+    values base64-decoded), emptyDir as an empty world-writable directory, hostPath under the
+    node root (type Directory is checked);
   * runs the container (podman_pod_spec.run_args) on the runner's podman network with the DNS
     names the pod's Services give it, and waits for it to exit;
   * runs the startup, readiness and liveness probes the container declares (httpGet, grpc,
@@ -17,6 +18,7 @@ node and stops it when the Pod is gone). Like a kubelet's pod worker, it
     and restartCount) through the status subresource whenever it changes.
 """
 
+import base64
 import datetime
 import hashlib
 import http.client
@@ -126,8 +128,8 @@ class PodWorker(threading.Thread):
         self.last_state = {}
         self.last_status = None
         self.start_time = now_rfc3339()
-        self.config_maps = {}  # volume dir -> ConfigMap name
-        self.volume_lock = threading.Lock()  # the runner's loop also syncs configMap volumes
+        self.projected = {}  # volume dir -> ("configmaps" | "secrets", object name)
+        self.volume_lock = threading.Lock()  # the runner's loop also syncs projected volumes
 
     # --- lifetime -------------------------------------------------------------------------------
     def stop(self):
@@ -145,11 +147,11 @@ class PodWorker(threading.Thread):
             self.stopping.wait()
             self.cleanup()
             return
-        # Like the kubelet, start the container only once every ConfigMap it mounts exists.
+        # Like the kubelet, start the container only once every ConfigMap and Secret it mounts exists.
         while not self.stopping.is_set() and not all(
-                os.path.exists(os.path.join(path, "..data")) for path in self.config_maps):
+                os.path.exists(os.path.join(path, "..data")) for path in self.projected):
             self.stopping.wait(0.5)
-            self.sync_config_maps()
+            self.sync_projected_volumes()
         backoff = self.runner.backoff
         while not self.stopping.is_set():
             started_at = time.monotonic()
@@ -185,31 +187,34 @@ class PodWorker(threading.Thread):
                 os.makedirs(dirs[name], exist_ok=True)
                 os.chmod(dirs[name], 0o777)  # as the kubelet makes emptyDir volumes
             else:
-                dirs[name] = os.path.join(self.dir, "configmap", name)
+                kind, source = (("configmaps", volume["configMap"]["name"]) if "configMap" in volume
+                                else ("secrets", volume["secret"]["secretName"]))
+                dirs[name] = os.path.join(self.dir, kind, name)
                 os.makedirs(dirs[name], exist_ok=True)
-                self.config_maps[dirs[name]] = volume["configMap"]["name"]
+                self.projected[dirs[name]] = (kind, source)
         os.chmod(self.dir, 0o755)
-        self.sync_config_maps()
+        self.sync_projected_volumes()
         return dirs
 
-    def sync_config_maps(self):
-        """Projects each configMap volume's ConfigMap; called again by the runner on every pass."""
+    def sync_projected_volumes(self):
+        """Projects each configMap/secret volume's object; the runner calls this on every pass."""
         with self.volume_lock:
-            for path, name in list(self.config_maps.items()):
-                self._project_config_map(path, name)
+            for path, (kind, name) in list(self.projected.items()):
+                self._project(path, self.runner.cached(kind, name), kind == "secrets")
 
-    def _project_config_map(self, path, name):
-        cm = self.runner.config_map(name)
-        if cm is None:
+    @staticmethod
+    def _project(path, obj, base64_values):
+        if obj is None:
             return
-        data = cm.get("data") or {}
-        digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+        data = {k: base64.b64decode(v) if base64_values else v.encode()
+                for k, v in (obj.get("data") or {}).items()}
+        digest = hashlib.sha256(b"".join(k.encode() + b"\0" + v + b"\0" for k, v in sorted(data.items()))).hexdigest()[:12]
         target = f"..{digest}"
         if os.path.isdir(os.path.join(path, target)):
             return
         os.makedirs(os.path.join(path, target))
         for key, value in data.items():
-            with open(os.path.join(path, target, key), "w") as f:
+            with open(os.path.join(path, target, key), "wb") as f:
                 f.write(value)
         link = os.path.join(path, "..data_tmp")
         os.symlink(target, link)

@@ -8,7 +8,7 @@ it. What is translated, and how:
   image, command (--entrypoint), args        args/command with $(VAR) expanded as the kubelet does
   env: value, fieldRef (metadata.name/namespace/uid, metadata.labels['k'] /
        metadata.annotations['k'], spec.nodeName, spec.serviceAccountName)
-  volumeMounts of configMap, emptyDir, hostPath volumes (host paths under the runner's node root)
+  volumeMounts of configMap, secret, emptyDir, hostPath volumes (hostPath under the node root)
   securityContext: runAsUser/runAsGroup (--user), fsGroup (--group-add), runAsNonRoot (refused
        when the user is root), readOnlyRootFilesystem (--read-only, no extra tmpfs),
        capabilities drop/add, allowPrivilegeEscalation false (no-new-privileges),
@@ -42,7 +42,7 @@ POD_SECURITY_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "se
 CONTAINER_SECURITY_FIELDS = {"runAsUser", "runAsGroup", "runAsNonRoot", "readOnlyRootFilesystem",
                              "capabilities", "allowPrivilegeEscalation", "seccompProfile",
                              "privileged"}
-VOLUME_TYPES = {"configMap", "emptyDir", "hostPath"}
+VOLUME_TYPES = {"configMap", "secret", "emptyDir", "hostPath"}
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _FIELD_MAP = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]\Z")
 
