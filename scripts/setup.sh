@@ -13,6 +13,7 @@ debian_packages=(
   libyaml-cpp-dev libcpprest-dev libssl-dev libopenblas-dev nlohmann-json3-dev libpcre2-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   clang libclang-rt-14-dev
+  openssl  # the CLI makes throw-away certificates for the mutual-TLS tests
   python3 python3-venv kubectl
   # Images and the container tests (scripts/build_images.sh, tests/py/containers_e2e_test.py):
   # podman with runc (crun fails on hybrid-cgroup hosts), its bridge network (netavark needs
