@@ -57,7 +57,7 @@ TEST_P(GoldenTest, DesiredObjectsMatchGoldenFiles) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   StatusOr<DesiredState> desired = ComputeDesiredState(*model);
   ASSERT_TRUE(desired.ok()) << desired.status().ToString();
-  ASSERT_EQ(desired->objects.size(), 6u);
+  ASSERT_EQ(desired->objects.size(), 7u);
 
   const fs::path dir = fs::path(KUBEMOE_SOURCE_DIR) / "tests/data/operator/golden" / sample;
   const char* update_env = std::getenv("KUBEMOE_UPDATE_GOLDEN");
@@ -196,7 +196,7 @@ TEST(DesiredStateTest, DeviceLimitFeasibilityAgreesWithTheRouter) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   StatusOr<DesiredState> desired = ComputeDesiredState(*model);
   ASSERT_TRUE(desired.ok()) << desired.status().ToString();
-  EXPECT_EQ(desired->objects.size(), 6u);
+  EXPECT_EQ(desired->objects.size(), 7u);
   const routing::DevicePlacement view{desired->placement.num_devices(),
                                       placement::ExpertDevices(desired->placement, 0)};
   EXPECT_TRUE(routing::ValidateDeviceLimit(view, 4, 3, 3).ok());
