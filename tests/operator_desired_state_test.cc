@@ -122,6 +122,9 @@ TEST(DesiredStateTest, TinyObjectsHaveTheContractedShape) {
   EXPECT_EQ(sts["spec"]["replicas"], 2);
   const json& worker = sts["spec"]["template"]["spec"]["containers"][0];
   EXPECT_FALSE(worker["resources"]["limits"].contains("nvidia.com/gpu"));  // CPU sample
+  for (const char* kind : {"StatefulSet", "Deployment"}) {  // neither calls the API server
+    EXPECT_EQ((*Find(d, kind))["spec"]["template"]["spec"]["automountServiceAccountToken"], false);
+  }
   EXPECT_EQ(sts["spec"]["template"]["metadata"]["annotations"]["kubemoe.io/placement-version"],
             std::to_string(d.placement.version));
   const json& cm = *Find(d, "ConfigMap");

@@ -143,6 +143,8 @@ void AddCommonPodSpec(const MoEModel& model, json& pod_spec, json& container) {
                                   {"readOnlyRootFilesystem", true},
                                   {"capabilities", {{"drop", json::array({"ALL"})}}}};
   pod_spec["enableServiceLinks"] = false;
+  // Neither the router nor the workers talk to the API server: no token in their pods.
+  pod_spec["automountServiceAccountToken"] = false;
 }
 
 }  // namespace kubemoe::op::internal

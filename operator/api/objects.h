@@ -30,7 +30,7 @@ nlohmann::json RouterService(const MoEModel& model);
 nlohmann::json WorkerNetworkPolicy(const MoEModel& model);
 
 // Pod-spec pieces shared by workers and router: the model and placement volumes and mounts,
-// scheduling constraints and the restricted security settings.
+// scheduling constraints, the restricted security settings and no service-account token.
 void AddCommonPodSpec(const MoEModel& model, nlohmann::json& pod_spec, nlohmann::json& container);
 
 // Where the volumes are mounted inside the containers.
