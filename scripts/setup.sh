@@ -54,6 +54,17 @@ if ! cmp -s tools/requirements-lm-eval.txt "$lm_eval_venv/.requirements-lm-eval.
   cp tools/requirements-lm-eval.txt "$lm_eval_venv/.requirements-lm-eval.txt"
 fi
 
+# checkov, the Kubernetes manifest scanner tests/py/checkov_test.py runs, in its own venv too: it
+# pins packaging, jsonschema, boto3 and more that would fight the test venv's.
+checkov_venv="$root/.venv-checkov"
+if [[ ! -x $checkov_venv/bin/python ]]; then
+  "$python" -m venv "$checkov_venv"
+fi
+if ! cmp -s tools/requirements-checkov.txt "$checkov_venv/.requirements-checkov.txt"; then
+  "$checkov_venv/bin/pip" install -q --disable-pip-version-check -r tools/requirements-checkov.txt
+  cp tools/requirements-checkov.txt "$checkov_venv/.requirements-checkov.txt"
+fi
+
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   build=${BUILD_DIR:-build}
   # ccache then keys on paths relative to the checkout, so clones at other paths share its cache.

@@ -57,7 +57,7 @@ TEST_P(GoldenTest, DesiredObjectsMatchGoldenFiles) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   StatusOr<DesiredState> desired = ComputeDesiredState(*model);
   ASSERT_TRUE(desired.ok()) << desired.status().ToString();
-  ASSERT_EQ(desired->objects.size(), 6u);
+  ASSERT_EQ(desired->objects.size(), 7u);
 
   const fs::path dir = fs::path(KUBEMOE_SOURCE_DIR) / "tests/data/operator/golden" / sample;
   const char* update_env = std::getenv("KUBEMOE_UPDATE_GOLDEN");
@@ -122,6 +122,9 @@ TEST(DesiredStateTest, TinyObjectsHaveTheContractedShape) {
   EXPECT_EQ(sts["spec"]["replicas"], 2);
   const json& worker = sts["spec"]["template"]["spec"]["containers"][0];
   EXPECT_FALSE(worker["resources"]["limits"].contains("nvidia.com/gpu"));  // CPU sample
+  for (const char* kind : {"StatefulSet", "Deployment"}) {  // neither calls the API server
+    EXPECT_EQ((*Find(d, kind))["spec"]["template"]["spec"]["automountServiceAccountToken"], false);
+  }
   EXPECT_EQ(sts["spec"]["template"]["metadata"]["annotations"]["kubemoe.io/placement-version"],
             std::to_string(d.placement.version));
   const json& cm = *Find(d, "ConfigMap");
@@ -196,7 +199,7 @@ TEST(DesiredStateTest, DeviceLimitFeasibilityAgreesWithTheRouter) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   StatusOr<DesiredState> desired = ComputeDesiredState(*model);
   ASSERT_TRUE(desired.ok()) << desired.status().ToString();
-  EXPECT_EQ(desired->objects.size(), 6u);
+  EXPECT_EQ(desired->objects.size(), 7u);
   const routing::DevicePlacement view{desired->placement.num_devices(),
                                       placement::ExpertDevices(desired->placement, 0)};
   EXPECT_TRUE(routing::ValidateDeviceLimit(view, 4, 3, 3).ok());

@@ -133,7 +133,7 @@ TEST_F(ReconcilerWritesTest, LateWatchEventNeverMovesTheCacheBackwards) {
   std::vector<std::unique_ptr<Informer>> others;
   ReconcilerCaches caches{&models, {{"StatefulSet", &sts}}};
   for (const k8s::Resource* r : {&k8s::ConfigMaps(), &k8s::Services(), &k8s::Deployments(),
-                                 &k8s::PodDisruptionBudgets()}) {
+                                 &k8s::PodDisruptionBudgets(), &k8s::NetworkPolicies()}) {
     others.push_back(std::make_unique<Informer>(server_.client(), options(*r), [](const json&) {}));
     caches.owned[r->kind] = others.back().get();
   }

@@ -8,7 +8,7 @@ Outputs (never edit by hand; tests/py/manifests_test.py fails when they drift):
   charts/kubemoe/crds/moemodels.kubemoe.io.yaml
   manifests/crds/moemodels.kubemoe.io.yaml
   manifests/rbac.yaml       Namespace, ServiceAccount, ClusterRole(Binding), leader-election Role(Binding)
-  manifests/operator.yaml   operator Deployment and metrics Service
+  manifests/operator.yaml   operator Deployment, metrics Service and NetworkPolicy
 The chart is rendered with its default values by Helm's own Go engine (helm-python-sdk, pinned in
 tools/requirements-test.txt), release "kubemoe" in namespace "kubemoe-system".
 
@@ -29,7 +29,7 @@ CRD_NAME = "moemodels.kubemoe.io.yaml"
 RELEASE = "kubemoe"
 NAMESPACE = "kubemoe-system"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-OPERATOR_KINDS = ("Deployment", "Service")
+OPERATOR_KINDS = ("Deployment", "Service", "NetworkPolicy")
 
 
 def header(source):

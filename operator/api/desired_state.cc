@@ -35,6 +35,11 @@ StatusOr<DesiredState> ComputeDesiredState(const MoEModel& model) {
   const uint64_t version = out.placement.version;
   out.objects.push_back(internal::PlacementConfigMap(model, out.placement));
   out.objects.push_back(internal::WorkerService(model));
+  if (model.spec.network_policy.enabled) {
+    out.objects.push_back(internal::WorkerNetworkPolicy(model));
+  } else {
+    out.absent.push_back({"networking.k8s.io/v1", "NetworkPolicy", WorkerStatefulSetName(model)});
+  }
   out.objects.push_back(internal::WorkerStatefulSet(model, version));
   out.objects.push_back(internal::WorkerDisruptionBudget(model));
   out.objects.push_back(internal::RouterDeployment(model, version));

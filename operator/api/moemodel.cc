@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/api/json_fields.h"
+#include "operator/api/network_policy_spec.h"
 #include "operator/k8s/quantity.h"
 
 namespace kubemoe::op {
@@ -342,6 +343,7 @@ StatusOr<MoEModel> ParseMoEModel(const json& object) {
     }
     s.tolerations_json = spec["tolerations"].dump();
   }
+  KUBEMOE_RETURN_IF_ERROR(ParseNetworkPolicySpec(spec, s.network_policy));
 
   if (object.contains("status")) {
     StatusOr<MoEModelStatus> status = ParseMoEModelStatus(object["status"]);

@@ -86,6 +86,14 @@ struct ImageSpec {
   std::string pull_policy;  // "" = Kubernetes default
 };
 
+// The NetworkPolicy the operator writes for the expert-shard pods (see objects.h WorkerNetworkPolicy).
+struct NetworkPolicySpec {
+  bool enabled = true;  // false: no policy (an existing one is deleted)
+  // JSON array of networking.k8s.io/v1 NetworkPolicyPeer allowed to reach the workers' metrics
+  // port. Default: every pod in every namespace. "[]" = no one.
+  std::string metrics_from_json = R"([{"namespaceSelector":{}}])";
+};
+
 struct MoEModelSpec {
   ModelSpec model;
   RouterSpec router;
@@ -96,6 +104,7 @@ struct MoEModelSpec {
   std::string resources_json;      // worker ResourceRequirements as JSON text ("" = none)
   std::map<std::string, std::string> node_selector;
   std::string tolerations_json;    // JSON array of core/v1 Toleration ("" = none)
+  NetworkPolicySpec network_policy;
 
   // routing.top_k when set, else model.experts_per_token.
   int32_t EffectiveTopK() const { return routing.top_k > 0 ? routing.top_k : model.experts_per_token; }

@@ -1,4 +1,5 @@
-// Metadata, the placement ConfigMap, Services, the PodDisruptionBudget and shared pod-spec parts.
+// Metadata, the placement ConfigMap, Services, the PodDisruptionBudget, the NetworkPolicy and
+// shared pod-spec parts.
 #include "operator/api/objects.h"
 
 #include <string>
@@ -66,6 +67,34 @@ json WorkerDisruptionBudget(const MoEModel& model) {
             {"selector", {{"matchLabels", SelectorLabels(model, kComponentExperts)}}}}}};
 }
 
+json WorkerNetworkPolicy(const MoEModel& model) {
+  const json from_router = {{"podSelector", {{"matchLabels", SelectorLabels(model, kComponentRouter)}}}};
+  json rules = json::array();
+  if (model.spec.transport == Transport::kNccl) {
+    const json from_workers = {
+        {"podSelector", {{"matchLabels", SelectorLabels(model, kComponentExperts)}}}};
+    rules.push_back({{"from", json::array({from_router, from_workers})}});
+  } else {
+    // With gRPC the workers never dial each other: only the router reaches them.
+    rules.push_back({{"from", json::array({from_router})},
+                     {"ports", json::array({{{"protocol", "TCP"}, {"port", kWorkerGrpcPort}}})}});
+  }
+  // An ingress rule with an empty `from` admits every source, so no peers means no rule at all.
+  const json metrics_from = json::parse(model.spec.network_policy.metrics_from_json);
+  if (!metrics_from.empty()) {
+    rules.push_back(
+        {{"from", metrics_from},
+         {"ports", json::array({{{"protocol", "TCP"}, {"port", kWorkerMetricsPort}}})}});
+  }
+  return {{"apiVersion", "networking.k8s.io/v1"},
+          {"kind", "NetworkPolicy"},
+          {"metadata", ChildMetadata(model, WorkerStatefulSetName(model), kComponentExperts)},
+          {"spec",
+           {{"podSelector", {{"matchLabels", SelectorLabels(model, kComponentExperts)}}},
+            {"policyTypes", json::array({"Ingress"})},
+            {"ingress", rules}}}};
+}
+
 json RouterService(const MoEModel& model) {
   return {{"apiVersion", "v1"},
           {"kind", "Service"},
@@ -114,6 +143,8 @@ void AddCommonPodSpec(const MoEModel& model, json& pod_spec, json& container) {
                                   {"readOnlyRootFilesystem", true},
                                   {"capabilities", {{"drop", json::array({"ALL"})}}}};
   pod_spec["enableServiceLinks"] = false;
+  // Neither the router nor the workers talk to the API server: no token in their pods.
+  pod_spec["automountServiceAccountToken"] = false;
 }
 
 }  // namespace kubemoe::op::internal

@@ -23,9 +23,14 @@ nlohmann::json WorkerStatefulSet(const MoEModel& model, uint64_t placement_versi
 nlohmann::json WorkerDisruptionBudget(const MoEModel& model);
 nlohmann::json RouterDeployment(const MoEModel& model, uint64_t placement_version);
 nlohmann::json RouterService(const MoEModel& model);
+// Ingress to the expert-shard pods: the gRPC port from this model's router pods only (with NCCL,
+// every port from its router and worker pods: NCCL's bootstrap and socket transport use ephemeral
+// ports); the metrics port from spec.networkPolicy.metricsFrom (no rule when that is empty).
+// REQUIRES: spec.network_policy.enabled.
+nlohmann::json WorkerNetworkPolicy(const MoEModel& model);
 
 // Pod-spec pieces shared by workers and router: the model and placement volumes and mounts,
-// scheduling constraints and the restricted security settings.
+// scheduling constraints, the restricted security settings and no service-account token.
 void AddCommonPodSpec(const MoEModel& model, nlohmann::json& pod_spec, nlohmann::json& container);
 
 // Where the volumes are mounted inside the containers.

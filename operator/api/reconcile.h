@@ -54,13 +54,25 @@ std::string ExpertSelector(const MoEModel& model);
 // router Service DNS name and port: "NAME-router.NAMESPACE.svc:8000".
 std::string RouterEndpoint(const MoEModel& model);
 
+// A child by apiVersion, kind and name (in the model's namespace).
+struct ChildRef {
+  std::string api_version;
+  std::string kind;
+  std::string name;
+  bool operator==(const ChildRef&) const = default;
+};
+
 struct DesiredState {
   placement::Placement placement;
   // Complete objects (apiVersion, kind, metadata with labels and ownerReferences, spec) in this
-  // order: ConfigMap NAME-placement, Service NAME-experts (headless), StatefulSet NAME-experts,
-  // PodDisruptionBudget NAME-experts, Deployment NAME-router, Service NAME-router. Apply in order:
-  // the ConfigMap exists before pods that mount it.
+  // order: ConfigMap NAME-placement, Service NAME-experts (headless), NetworkPolicy NAME-experts
+  // (unless spec.networkPolicy.enabled is false), StatefulSet NAME-experts, PodDisruptionBudget
+  // NAME-experts, Deployment NAME-router, Service NAME-router. Apply in order: the ConfigMap
+  // exists before pods that mount it, the NetworkPolicy before the pods it guards.
   std::vector<nlohmann::json> objects;
+  // Children that must not exist: the NetworkPolicy NAME-experts when spec.networkPolicy.enabled
+  // is false. The reconciler deletes each one it finds that this model controls.
+  std::vector<ChildRef> absent;
 };
 
 // Computes the placement and every child object for `model`. Pure: the same model gives the same

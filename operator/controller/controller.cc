@@ -84,7 +84,8 @@ Controller::Controller(k8s::Client& client, ControllerOptions options, Controlle
   ReconcilerCaches caches;
   caches.models = models_.get();
   for (const k8s::Resource* r : {&k8s::ConfigMaps(), &k8s::Services(), &k8s::StatefulSets(),
-                                 &k8s::Deployments(), &k8s::PodDisruptionBudgets()}) {
+                                 &k8s::Deployments(), &k8s::PodDisruptionBudgets(),
+                                 &k8s::NetworkPolicies()}) {
     owned_.push_back(std::make_unique<Informer>(client_, informer_options(*r, ManagedBySelector()),
                                                 [this](const nlohmann::json& o) { OnOwned(o); }));
     caches.owned[r->kind] = owned_.back().get();

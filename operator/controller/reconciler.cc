@@ -37,6 +37,17 @@ json ConditionJsonFor(const json& old_status, const std::string& type, const std
           {"observedGeneration", generation}, {"lastTransitionTime", since}};
 }
 
+// Whether `object` has a controller owner reference to the object with this uid.
+bool ControlledBy(const json& object, const std::string& uid) {
+  const json& meta = object.value("metadata", json::object());
+  const json refs = meta.value("ownerReferences", json::array());
+  if (!refs.is_array()) return false;
+  for (const json& ref : refs) {
+    if (ref.is_object() && ref.value("controller", false) && ref.value("uid", "") == uid) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 json InvalidSpecStatus(const json& old_status, int64_t generation, const std::string& message,
@@ -142,6 +153,29 @@ ReconcileResult Reconciler::Reconcile(const std::string& key) {
       }
       std::cerr << "reconcile " << key << ": applied " << kind << " " << name << " (differs at "
                 << difference << ")\n";
+      ++result.writes;
+    }
+  }
+
+  if (desired.ok()) {
+    // Children the spec turned off (spec.networkPolicy.enabled false): delete the ones this model
+    // controls, never a same-named object someone else made.
+    const std::string& ns = model->metadata.namespace_;
+    for (const ChildRef& child : desired->absent) {
+      std::optional<k8s::Resource> resource = k8s::ResourceFor(child.api_version, child.kind);
+      auto cache = caches_.owned.find(child.kind);
+      if (!resource || cache == caches_.owned.end()) {
+        result.outcome = ReconcileResult::Outcome::kError;
+        result.message = "absent child of unknown kind " + child.api_version + "/" + child.kind;
+        return result;
+      }
+      ObjectPtr current = cache->second->Get(ns + "/" + child.name);
+      if (current == nullptr || !ControlledBy(*current, model->metadata.uid)) continue;
+      k8s::ApiError deleted = client_.Delete(*resource, ns, child.name);
+      if (!deleted.ok() && !deleted.IsNotFound()) {
+        return Failed(deleted, "delete " + child.kind + " " + ns + "/" + child.name, result.writes);
+      }
+      std::cerr << "reconcile " << key << ": deleted " << child.kind << " " << child.name << "\n";
       ++result.writes;
     }
   }

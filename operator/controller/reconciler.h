@@ -39,7 +39,7 @@ struct ReconcileResult {
 struct ReconcilerCaches {
   Informer* models = nullptr;
   // Owned kinds by `kind` ("ConfigMap", "Service", "StatefulSet", "Deployment",
-  // "PodDisruptionBudget").
+  // "PodDisruptionBudget", "NetworkPolicy").
   std::map<std::string, Informer*> owned;
 };
 

@@ -57,6 +57,10 @@ const Resource& PodDisruptionBudgets() {
   static const Resource r{"policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true};
   return r;
 }
+const Resource& NetworkPolicies() {
+  static const Resource r{"networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true};
+  return r;
+}
 const Resource& Leases() {
   static const Resource r{"coordination.k8s.io", "v1", "leases", "Lease", true};
   return r;
@@ -64,7 +68,8 @@ const Resource& Leases() {
 
 std::optional<Resource> ResourceFor(std::string_view api_version, std::string_view kind) {
   for (const Resource* r : {&MoEModels(), &ConfigMaps(), &Services(), &Events(), &StatefulSets(),
-                            &Deployments(), &PodDisruptionBudgets(), &Leases()}) {
+                            &Deployments(), &PodDisruptionBudgets(), &NetworkPolicies(),
+                            &Leases()}) {
     if (r->kind == kind && r->ApiVersion() == api_version) return *r;
   }
   return std::nullopt;

@@ -34,6 +34,7 @@ const Resource& Events();
 const Resource& StatefulSets();
 const Resource& Deployments();
 const Resource& PodDisruptionBudgets();
+const Resource& NetworkPolicies();
 const Resource& Leases();
 
 // The resource of an object with this apiVersion and kind, among those above; nullopt otherwise.

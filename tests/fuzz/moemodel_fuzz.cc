@@ -23,7 +23,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto desired = kubemoe::op::ComputeDesiredState(*model);
   kubemoe::op::ObservedChildren none;
   if (desired.ok()) {
-    if (desired->objects.size() != 6) __builtin_trap();
+    // Seven children, the NetworkPolicy either among them or (disabled) the one to delete.
+    const size_t objects = model->spec.network_policy.enabled ? 7 : 6;
+    if (desired->objects.size() != objects || objects + desired->absent.size() != 7) {
+      __builtin_trap();
+    }
     (void)kubemoe::op::ComputeStatus(*model, *desired, none, "T");
   } else {
     (void)kubemoe::op::ComputeStatus(*model, {}, none, "T", desired.status());

@@ -81,6 +81,7 @@ BUILTINS = [
              status=True, scale=_REPLICAS),
     _builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=["pdb"],
              status=True),
+    _builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=["netpol"]),
     _builtin("coordination.k8s.io", "v1", "leases", "Lease"),
     _builtin("events.k8s.io", "v1", "events", "Event", short=["ev"]),
     _builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",

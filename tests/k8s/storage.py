@@ -31,7 +31,8 @@ import schema as crd_schema
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-_GENERATION_KINDS = {"StatefulSet", "Deployment", "PodDisruptionBudget", "CustomResourceDefinition"}
+_GENERATION_KINDS = {"StatefulSet", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
+                     "CustomResourceDefinition"}
 
 
 class ApiError(Exception):

@@ -271,6 +271,14 @@ RULE_CASES = [
     ("path with ..", with_fields(base_spec(), model__source={
         "image": {"reference": "r"}, "path": "a/../b"}),
      "path must not contain '..'"),
+    ("empty metricsFrom peer", with_fields(base_spec(), networkPolicy__metricsFrom=[{}]),
+     "a metricsFrom peer must set podSelector, namespaceSelector or ipBlock"),
+    ("ipBlock with a selector", with_fields(base_spec(), networkPolicy__metricsFrom=[
+        {"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]),
+     "a metricsFrom peer's ipBlock cannot be combined with podSelector or namespaceSelector"),
+    ("In without values", with_fields(base_spec(), networkPolicy__metricsFrom=[
+        {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}]),
+     "matchExpressions: In and NotIn need values; Exists and DoesNotExist take none"),
 ]
 
 
@@ -330,6 +338,19 @@ def grid_cases():
             cases.append(with_fields(base_spec(), model__source=source))
     for routed, k in itertools.product((0, 1, 4096, 4097), (0, 1, 4096, 4097)):
         cases.append(base_spec(routed=routed, k=k, shards=1))
+    selectors = (None, {}, {"matchLabels": {"a": "b"}},
+                 {"matchExpressions": [{"key": "a", "operator": "Exists"}]},
+                 {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]},
+                 {"matchExpressions": [{"key": "a", "operator": "NotIn", "values": []}]},
+                 {"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["x"]}]})
+    for pods, namespaces, block in itertools.product(
+            selectors, selectors, (None, {"cidr": "10.0.0.0/8"}, {"cidr": ""}, {})):
+        peer = {k: v for k, v in (("podSelector", pods), ("namespaceSelector", namespaces),
+                                  ("ipBlock", block)) if v is not None}
+        cases.append(with_fields(base_spec(), networkPolicy__metricsFrom=[peer]))
+    for enabled, metrics_from in itertools.product((None, True, False, "yes"), (None, [], {})):
+        cases.append(with_fields(base_spec(), networkPolicy__enabled=enabled,
+                                 networkPolicy__metricsFrom=metrics_from))
     return [moemodel(spec) for spec in cases]
 
 

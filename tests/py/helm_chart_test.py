@@ -6,7 +6,8 @@ fields fail). The ServiceMonitor (monitoring.coreos.com/v1) is a prometheus-oper
 schema kubernetes-validate does not ship: it is skipped explicitly and checked by hand instead.
 Checked for the default values and with serviceMonitor.enabled, plus: restricted pod security on
 the operator Deployment, no '*' anywhere in RBAC, the exact ClusterRole resources, the flags the
-operator binary takes.
+operator binary takes, and the operator's NetworkPolicy (metrics port from networkPolicy.metricsFrom,
+health port open, nothing else; none with networkPolicy.enabled false).
 """
 
 import os
@@ -83,9 +84,12 @@ def check_rbac(objects):
     (cluster_role,) = by_kind(objects, "ClusterRole")
     resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
     want = {"moemodels", "moemodels/status", "moemodels/scale", "configmaps", "services",
-            "statefulsets", "deployments", "poddisruptionbudgets", "events", "pods"}
+            "statefulsets", "deployments", "poddisruptionbudgets", "networkpolicies", "events", "pods"}
     check("ClusterRole covers exactly the operator's resources", resources == want,
           str(resources ^ want))
+    verbs = {r: rule["verbs"] for rule in cluster_role["rules"] for r in rule["resources"]}
+    check("networkpolicies get the verbs of the other children",
+          verbs.get("networkpolicies") == verbs.get("poddisruptionbudgets"), str(verbs))
     pods = [rule for rule in cluster_role["rules"] if "pods" in rule["resources"]]
     check("pods are read-only", pods and all(set(r["verbs"]) == {"get", "list", "watch"} for r in pods))
     (role,) = by_kind(objects, "Role")
@@ -94,17 +98,35 @@ def check_rbac(objects):
           role["metadata"]["namespace"] == "kubemoe-system")
 
 
+def check_network_policy(objects):
+    (policy,) = by_kind(objects, "NetworkPolicy")
+    (deployment,) = by_kind(objects, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    spec = policy["spec"]
+    check("NetworkPolicy selects the operator pod", spec["podSelector"]["matchLabels"].items() <= labels.items())
+    check("NetworkPolicy is ingress-only", spec["policyTypes"] == ["Ingress"])
+    ports = {p["name"]: p["containerPort"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    rules = {r["ports"][0]["port"]: r for r in spec["ingress"]}
+    check("NetworkPolicy admits exactly the metrics and health ports",
+          sorted(rules) == sorted(ports.values()) and all(len(r["ports"]) == 1 for r in spec["ingress"]),
+          str(spec["ingress"]))
+    check("metrics port from networkPolicy.metricsFrom",
+          rules.get(ports["metrics"], {}).get("from") == [{"namespaceSelector": {}}], str(spec["ingress"]))
+    check("health port from anywhere (kubelet probes)", "from" not in rules.get(ports["health"], {"from": 1}))
+
+
 def main():
     objects, rendered = render(None)
     kinds = sorted(o["kind"] for o in objects)
     check("default render kinds", kinds == sorted(
         ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service",
-         "ServiceAccount"]), str(kinds))
+         "ServiceAccount", "NetworkPolicy"]), str(kinds))
     check("NOTES.txt renders", "kubectl scale moe/" in rendered.get("kubemoe/templates/NOTES.txt", ""))
     check("chart ships the CRD", os.path.exists(os.path.join(ROOT, "charts/kubemoe/crds/moemodels.kubemoe.io.yaml")))
     validate_all("default", objects)
     check_security(objects)
     check_rbac(objects)
+    check_network_policy(objects)
 
     monitored, _ = render({"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}})
     monitors = by_kind(monitored, "ServiceMonitor")
@@ -123,6 +145,18 @@ def main():
     (dep,) = by_kind(one_ns, "Deployment")
     check("watchNamespace reaches --namespace", "--namespace=models" in dep["spec"]["template"]["spec"]["containers"][0]["args"])
     check("no leader-election Role when disabled", not by_kind(one_ns, "Role"))
+
+    scraper = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    scoped, _ = render({"networkPolicy": {"metricsFrom": scraper}})
+    validate_all("networkPolicy.metricsFrom", scoped)
+    (policy,) = by_kind(scoped, "NetworkPolicy")
+    check("networkPolicy.metricsFrom reaches the metrics rule", policy["spec"]["ingress"][0]["from"] == scraper)
+    closed, _ = render({"networkPolicy": {"metricsFrom": []}})
+    (policy,) = by_kind(closed, "NetworkPolicy")
+    check("metricsFrom [] leaves only the health rule (no rule without from on metrics)",
+          [r["ports"][0]["port"] for r in policy["spec"]["ingress"]] == [8081], str(policy["spec"]))
+    off, _ = render({"networkPolicy": {"enabled": False}})
+    check("no NetworkPolicy when networkPolicy.enabled is false", not by_kind(off, "NetworkPolicy"))
 
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 0 if results["failed"] == 0 else 1

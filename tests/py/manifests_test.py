@@ -94,7 +94,7 @@ def test_samples_match_crd_schema():
 
 def test_golden_objects_are_valid_kubernetes():
     files = sorted(glob.glob(os.path.join(ROOT, "tests/data/operator/golden/*/*.json")))
-    check("golden files exist", len(files) >= 18, str(len(files)))
+    check("golden files exist", len(files) >= 21, str(len(files)))
     for path in files:
         name = os.path.relpath(path, ROOT)
         try:

@@ -182,6 +182,7 @@ def run(k8s):
     children = [("/api/v1", "configmaps", "tiny-placement"), ("/api/v1", "services", "tiny-experts"),
                 ("/apis/apps/v1", "statefulsets", "tiny-experts"),
                 ("/apis/policy/v1", "poddisruptionbudgets", "tiny-experts"),
+                ("/apis/networking.k8s.io/v1", "networkpolicies", "tiny-experts"),
                 ("/apis/apps/v1", "deployments", "tiny-router"), ("/api/v1", "services", "tiny-router")]
 
     def all_children():
