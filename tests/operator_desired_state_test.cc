@@ -162,6 +162,39 @@ TEST(DesiredStateTest, ScalingChangesPlacementVersionAndWorkloads) {
   EXPECT_EQ(again.objects, after.objects);
 }
 
+TEST(DesiredStateTest, TlsMountsTheSecretAndProbesWorkersOverHttp) {
+  json object = LoadSample("tiny-cpu.yaml");
+  object["spec"]["tls"] = {{"secretName", "tiny-tls"}};
+  StatusOr<MoEModel> model = ParseMoEModel(object);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  DesiredState d = *ComputeDesiredState(*model);
+  for (const auto& [kind, flag] : {std::pair<std::string, std::string>{"StatefulSet", "--tls-dir"},
+                                   {"Deployment", "--expert-tls-dir"}}) {
+    const json& pod = (*Find(d, kind))["spec"]["template"]["spec"];
+    const json& c = pod["containers"][0];
+    EXPECT_THAT(c["args"].dump(), HasSubstr("\"" + flag + "=/etc/kubemoe/tls\"")) << kind;
+    EXPECT_THAT(pod["volumes"].dump(), HasSubstr(R"({"name":"tls","secret":{"secretName":"tiny-tls"}})"));
+    EXPECT_THAT(c["volumeMounts"].dump(),
+                HasSubstr(R"({"mountPath":"/etc/kubemoe/tls","name":"tls","readOnly":true})"));
+  }
+  // A kubelet gRPC probe has no client certificate: the TLS worker is probed over HTTP.
+  const json& worker = (*Find(d, "StatefulSet"))["spec"]["template"]["spec"]["containers"][0];
+  for (const char* probe : {"startupProbe", "readinessProbe", "livenessProbe"}) {
+    EXPECT_FALSE(worker[probe].contains("grpc")) << probe;
+    EXPECT_EQ(worker[probe]["httpGet"]["port"], "metrics") << probe;
+  }
+  EXPECT_EQ(worker["readinessProbe"]["httpGet"]["path"], "/readyz");
+
+  object["spec"]["tls"] = json::object();
+  EXPECT_THAT(ParseMoEModel(object).status().message(), HasSubstr("spec.tls.secretName must be set"));
+  object["spec"]["tls"] = {{"secretName", 7}};
+  EXPECT_THAT(ParseMoEModel(object).status().message(), HasSubstr("spec.tls.secretName must be a string"));
+  object = LoadSample("deepseek-v2-lite.yaml");
+  object["spec"]["transport"] = "nccl";
+  object["spec"]["tls"] = {{"secretName", "x"}};
+  EXPECT_THAT(ParseMoEModel(object).status().message(), HasSubstr("transport grpc only"));
+}
+
 TEST(DesiredStateTest, InfeasiblePlacementIsAnError) {
   json object = LoadSample("tiny-cpu.yaml");
   object["spec"]["experts"]["shards"] = 16;  // 16 devices, 1 expert each

@@ -314,6 +314,19 @@ StatusOr<MoEModel> ParseMoEModel(const json& object) {
     return InvalidArgument("spec.transport nccl requires spec.experts.deviceType gpu");
   }
 
+  StatusOr<const json*> tls = Object(spec, "tls", "spec");
+  if (!tls.ok()) return tls.status();
+  if (spec.contains("tls") && !spec["tls"].is_null()) {  // {} is an error, not "no TLS"
+    KUBEMOE_RETURN_IF_ERROR(String(**tls, "secretName", "spec.tls", s.tls_secret_name));
+    if (s.tls_secret_name.empty()) return InvalidArgument("spec.tls.secretName must be set");
+    if (s.tls_secret_name.size() > 253) {
+      return InvalidArgument("spec.tls.secretName must be at most 253 characters");
+    }
+    if (s.transport != Transport::kGrpc) {
+      return InvalidArgument("spec.tls applies to transport grpc only (NCCL has no TLS)");
+    }
+  }
+
   StatusOr<const json*> image = Object(spec, "image", "spec");
   if (!image.ok()) return image.status();
   s.image.router = "ghcr.io/kubemoe/kubemoe-router:0.1.0";

@@ -105,6 +105,9 @@ struct MoEModelSpec {
   std::map<std::string, std::string> node_selector;
   std::string tolerations_json;    // JSON array of core/v1 Toleration ("" = none)
   NetworkPolicySpec network_policy;
+  // spec.tls.secretName: a Secret with tls.crt, tls.key, ca.crt for mutual TLS between the router
+  // and the workers (gRPC transport). Empty: plaintext.
+  std::string tls_secret_name;
 
   // routing.top_k when set, else model.experts_per_token.
   int32_t EffectiveTopK() const { return routing.top_k > 0 ? routing.top_k : model.experts_per_token; }

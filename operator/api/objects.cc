@@ -147,4 +147,13 @@ void AddCommonPodSpec(const MoEModel& model, json& pod_spec, json& container) {
   pod_spec["automountServiceAccountToken"] = false;
 }
 
+void AddTls(const MoEModel& model, json& pod_spec, json& container, const std::string& flag) {
+  if (model.spec.tls_secret_name.empty()) return;
+  pod_spec["volumes"].push_back(
+      {{"name", "tls"}, {"secret", {{"secretName", model.spec.tls_secret_name}}}});
+  container["volumeMounts"].push_back(
+      {{"name", "tls"}, {"mountPath", kTlsMountPath}, {"readOnly", true}});
+  container["args"].push_back(flag + "=" + kTlsMountPath);
+}
+
 }  // namespace kubemoe::op::internal

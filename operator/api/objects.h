@@ -32,9 +32,14 @@ nlohmann::json WorkerNetworkPolicy(const MoEModel& model);
 // Pod-spec pieces shared by workers and router: the model and placement volumes and mounts,
 // scheduling constraints, the restricted security settings and no service-account token.
 void AddCommonPodSpec(const MoEModel& model, nlohmann::json& pod_spec, nlohmann::json& container);
+// With spec.tls: mounts the Secret read-only at kTlsMountPath and adds `flag`=kTlsMountPath to
+// the container's args (--tls-dir for workers, --expert-tls-dir for the router). No-op without.
+void AddTls(const MoEModel& model, nlohmann::json& pod_spec, nlohmann::json& container,
+            const std::string& flag);
 
 // Where the volumes are mounted inside the containers.
 inline constexpr char kModelMountPath[] = "/models";
 inline constexpr char kPlacementMountPath[] = "/etc/kubemoe/placement";
+inline constexpr char kTlsMountPath[] = "/etc/kubemoe/tls";  // spec.tls.secretName
 
 }  // namespace kubemoe::op::internal

@@ -80,6 +80,17 @@ json WorkerStatefulSet(const MoEModel& model, uint64_t placement_version) {
 
   json pod_spec = {{"terminationGracePeriodSeconds", 30}};
   AddCommonPodSpec(model, pod_spec, container);
+  AddTls(model, pod_spec, container, "--tls-dir");
+  if (!s.tls_secret_name.empty()) {
+    // Kubelet gRPC probes speak plaintext and present no client certificate, which a TLS
+    // worker refuses: probe /healthz and /readyz on the metrics port instead.
+    container["startupProbe"].erase("grpc");
+    container["startupProbe"]["httpGet"] = {{"path", "/healthz"}, {"port", "metrics"}};
+    container["readinessProbe"].erase("grpc");
+    container["readinessProbe"]["httpGet"] = {{"path", "/readyz"}, {"port", "metrics"}};
+    container["livenessProbe"].erase("grpc");
+    container["livenessProbe"]["httpGet"] = {{"path", "/healthz"}, {"port", "metrics"}};
+  }
   if (s.transport == Transport::kNccl) {
     // NCCL uses shared memory between local ranks; the default 64 MiB /dev/shm is too small.
     pod_spec["volumes"].push_back({{"name", "dshm"}, {"emptyDir", {{"medium", "Memory"}}}});
@@ -141,6 +152,7 @@ json RouterDeployment(const MoEModel& model, uint64_t placement_version) {
   }
   json pod_spec = {{"terminationGracePeriodSeconds", 30}};
   AddCommonPodSpec(model, pod_spec, container);
+  AddTls(model, pod_spec, container, "--expert-tls-dir");
   pod_spec["containers"] = json::array({container});
 
   return {{"apiVersion", "apps/v1"},
