@@ -15,8 +15,12 @@ KUBEMOE_REQUIRE_CONTAINERS=1 (CI), when that is a failure. Covers, in order:
   4. A worker container is killed: requests during the outage end (an answer or an error) within
      a bound, none hangs; the runner restarts the container (restartCount 1), and requests
      succeed again.
-  5. `kubectl delete moe tiny` removes every pod and container.
-  6. Every request the operator made is allowed by the chart's RBAC rules, and every rule was used
+  5. `spec.networkPolicy.enabled: false` deletes the workers' NetworkPolicy; `kubectl delete moe
+     tiny` removes every pod and container.
+  6. `spec.tls` with a Secret (made with tests/tools/make_test_certs.sh, created with kubectl):
+     router and workers speak mutual TLS, an answer still streams, and a worker container refuses
+     gRPC (the `grpcio` client) in plaintext, without a client certificate and with another CA's.
+  7. Every request the operator made is allowed by the chart's RBAC rules, and every rule was used
      (tests/k8s/rbac.py).
 Every wait is a bounded poll; the operator, the runner and every container are stopped at the end.
 """
@@ -281,13 +285,86 @@ def run(cluster):
             return False
     check("requests succeed after the restart", poll("a request to succeed", succeeds, 60, 1.0), cluster.diagnose())
 
-    # --- 5. delete ----------------------------------------------------------------------------------
-    k8s.kubectl("delete", "moe", "tiny")
-    gone = poll("every container to go", lambda: not node.containers(all_states=True)
-                and not cluster.pods(WORKERS) and not cluster.pods(ROUTER), 90, 1.0)
-    check("kubectl delete removes every pod and container", gone, node.containers(all_states=True))
+    # --- 5. the NetworkPolicy can be turned off; then delete ---------------------------------------
+    policy = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/tiny-experts"
+    check("the operator wrote the workers' NetworkPolicy", cluster.get(policy) is not None)
+    k8s.kubectl("patch", "moe", "tiny", "--type", "merge", "-p", '{"spec":{"networkPolicy":{"enabled":false}}}')
+    check("networkPolicy.enabled false deletes it", poll("the policy to go", lambda: cluster.get(policy) is None, 20))
+    return delete_model(cluster)
 
-    # --- 6. the operator's requests against its RBAC rules --------------------------------------------
+
+def delete_model(cluster):
+    cluster.k8s.kubectl("delete", "moe", "tiny")
+    gone = poll("every container to go", lambda: not cluster.node.containers(all_states=True)
+                and not cluster.pods(WORKERS) and not cluster.pods(ROUTER), 90, 1.0)
+    return check("kubectl delete removes every pod and container", gone, cluster.node.containers(all_states=True))
+
+
+def grpc_health(address, credentials, host):
+    """The worker's gRPC health status through `credentials` (None: plaintext), or the error code."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    options = [("grpc.ssl_target_name_override", host)] if credentials else []
+    channel = grpc.secure_channel(address, credentials, options) if credentials else grpc.insecure_channel(address)
+    with channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        except grpc.RpcError as e:
+            return e.code().name
+
+
+def run_tls(cluster):
+    """spec.tls: the router and workers speak mutual TLS from a Secret; clients without the
+    CA's certificate are refused by the worker containers."""
+    import grpc
+    import yaml
+    k8s, node = cluster.k8s, cluster.node
+    certs = os.path.join(node.dir, "certs")
+    subprocess.run(["bash", os.path.join(SOURCE, "tests", "tools", "make_test_certs.sh"), certs,
+                    f"*.tiny-experts.{NS}.svc", f"*.tiny-experts.{NS}.svc.cluster.local"],
+                   check=True, capture_output=True, timeout=60)
+    k8s.kubectl("create", "secret", "generic", "tiny-tls",
+                *[f"--from-file={f}={os.path.join(certs, 'server', f)}" for f in ("tls.crt", "tls.key", "ca.crt")])
+    with open(SAMPLE) as f:
+        sample = yaml.safe_load(f)
+    sample["spec"]["tls"] = {"secretName": "tiny-tls"}
+    k8s.kubectl("apply", "-f", "-", input=yaml.safe_dump(sample))
+    ready = poll("the TLS model Ready", lambda: cluster.model_ready(2) and cluster.router_url(), 120, 1.0)
+    if not check("MoEModel with spec.tls Ready", ready, cluster.diagnose()):
+        return
+    worker = [p for p in cluster.ready_pods(WORKERS) if p["metadata"]["name"] == "tiny-experts-0"][0]
+    args = worker["spec"]["containers"][0]["args"]
+    check("the worker serves with --tls-dir", "--tls-dir=/etc/kubemoe/tls" in args, args)
+    try:
+        chunks, finish = stream_chat(cluster.router_url())
+    except Exception as e:
+        chunks, finish = [], repr(e)
+    check("an answer through router -> workers over mutual TLS", len(chunks) >= 3 and finish in ("length", "stop"),
+          (chunks, finish, cluster.diagnose()))
+    address, host = f"{worker['status']['podIP']}:50051", f"tiny-experts-0.tiny-experts.{NS}.svc"
+
+    def read(*names):
+        return [open(os.path.join(certs, *n.split("/")), "rb").read() for n in names]
+    ca, key, cert = read("ca/ca.crt", "client/tls.key", "client/tls.crt")
+    other_key, other_cert = read("other/tls.key", "other/tls.crt")
+    outcomes = {
+        "plaintext": grpc_health(address, None, host),
+        "TLS without a client certificate": grpc_health(address, grpc.ssl_channel_credentials(ca), host),
+        "a certificate of another CA": grpc_health(address, grpc.ssl_channel_credentials(ca, other_key, other_cert), host),
+        "the CA's client certificate": grpc_health(address, grpc.ssl_channel_credentials(ca, key, cert), host),
+    }
+    log(f"gRPC health of a TLS worker container: {outcomes}")
+    for who in ("plaintext", "TLS without a client certificate", "a certificate of another CA"):
+        check(f"worker refuses {who}", outcomes[who] == "UNAVAILABLE", outcomes[who])
+    check("worker serves the CA's client certificate", outcomes["the CA's client certificate"] == "SERVING",
+          outcomes)
+    delete_model(cluster)
+
+
+def audit_rbac(cluster):
+    """Every request the operator made is allowed by the chart's RBAC, and every rule was used."""
+    k8s = cluster.k8s
     cluster.stop_operator()
     calls = [r for r in k8s.requests() if r.get("token") == OPERATOR_TOKEN]
     rules = rbac.chart_rules(namespace=NS)
@@ -312,7 +389,9 @@ def main():
     with FakeApiServer(bookmark_interval=1.0) as k8s, PodmanNode(k8s, NS, time_scale=0.1, backoff=10.0) as node:
         cluster = Cluster(k8s, node)
         try:
-            run(cluster)
+            if run(cluster):  # the TLS model reuses the name, so only after a clean delete
+                run_tls(cluster)
+            audit_rbac(cluster)
         finally:
             cluster.stop_operator()
     print(f"{results['passed']} passed, {results['failed']} failed in {time.monotonic() - T0:.1f}s")

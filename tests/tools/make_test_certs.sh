@@ -3,7 +3,8 @@
 # (tls.crt, tls.key, ca.crt), with the openssl CLI. Valid for two days from now.
 #   tests/tools/make_test_certs.sh OUT [DNS-NAME...]
 # writes
-#   OUT/server/  a worker certificate for DNS:localhost, IP:127.0.0.1 and every DNS-NAME given
+#   OUT/server/  a worker certificate for DNS:localhost, IP:127.0.0.1 and every DNS-NAME given,
+#                also good as a client certificate (one Secret can serve router and workers)
 #   OUT/client/  a router (client) certificate from the same CA
 #   OUT/other/   a certificate for the same names from a different CA, with that CA as ca.crt
 # Keys are EC P-256. Files are world-readable (as a Secret volume's default mode makes them), so
@@ -32,7 +33,7 @@ leaf() {  # dir cn ca-dir extensions
 ca "$out/ca" kubemoe-test-ca
 ca "$out/other-ca" kubemoe-other-ca
 leaf "$out/server" kubemoe-worker "$out/ca" "subjectAltName=$names
-extendedKeyUsage=serverAuth"
+extendedKeyUsage=serverAuth,clientAuth"
 leaf "$out/client" kubemoe-router "$out/ca" "extendedKeyUsage=clientAuth"
 leaf "$out/other" kubemoe-worker "$out/other-ca" "subjectAltName=$names
 extendedKeyUsage=serverAuth,clientAuth"
