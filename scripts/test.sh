@@ -20,5 +20,12 @@ echo "test: set-up, build and images took $((built - start)) s"
 ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j"$(nproc)" --timeout 600
 tested=$(date +%s)
 echo "test: ctest took $((tested - built)) s"
+if [[ -n ${KUBEMOE_REQUIRE_CONTAINERS:-} ]]; then
+  # The operator image (which the container tests do not start) and the users' multi-stage build.
+  bash scripts/check_images.sh
+  bash scripts/check_multistage_build.sh operator
+  echo "test: image checks took $(($(date +%s) - tested)) s"
+  tested=$(date +%s)
+fi
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh
 echo "test: fuzzing took $(($(date +%s) - tested)) s; total $(($(date +%s) - start)) s"
