@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/api/reconcile.h"
+#include "tests/operator_moemodel_fixture.h"
 #include "operator/controller/controller.h"
 #include "operator_reconciler_fixture.h"
 
@@ -19,23 +20,8 @@ using nlohmann::json;
 using ::testing::HasSubstr;
 using testing::WaitUntil;
 
-json Minimal() {
-  return json::parse(R"({
-    "apiVersion": "kubemoe.io/v1alpha1", "kind": "MoEModel",
-    "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 1},
-    "spec": {
-      "model": {"source": {"pvc": {"claimName": "c"}}, "routedExperts": 16, "moeLayers": 2,
-                "expertsPerToken": 4},
-      "experts": {"shards": 2, "deviceType": "cpu"}
-    }
-  })");
-}
-
-std::string ParseError(const json& object) {
-  StatusOr<MoEModel> m = ParseMoEModel(object);
-  EXPECT_FALSE(m.ok());
-  return m.ok() ? "" : m.status().message();
-}
+json Minimal() { return fixture::MinimalMoEModel(1); }
+using fixture::ParseError;
 
 const json* Find(const DesiredState& d, const std::string& kind) {
   for (const json& o : d.objects) {

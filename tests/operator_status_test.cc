@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "operator/api/reconcile.h"
+#include "tests/operator_moemodel_fixture.h"
 
 namespace kubemoe::op {
 namespace {
@@ -14,23 +15,8 @@ namespace {
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-json Minimal() {
-  return json::parse(R"({
-    "apiVersion": "kubemoe.io/v1alpha1", "kind": "MoEModel",
-    "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 3},
-    "spec": {
-      "model": {"source": {"pvc": {"claimName": "c"}}, "routedExperts": 16, "moeLayers": 2,
-                "expertsPerToken": 4},
-      "experts": {"shards": 2, "deviceType": "cpu"}
-    }
-  })");
-}
-
-std::string ParseError(const json& object) {
-  StatusOr<MoEModel> m = ParseMoEModel(object);
-  EXPECT_FALSE(m.ok());
-  return m.ok() ? "" : m.status().message();
-}
+json Minimal() { return fixture::MinimalMoEModel(3); }
+using fixture::ParseError;
 
 TEST(ParseMoEModelTest, FillsDefaults) {
   StatusOr<MoEModel> m = ParseMoEModel(Minimal());

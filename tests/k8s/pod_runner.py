@@ -41,6 +41,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pod_worker  # noqa: E402
+import testing  # noqa: E402
 
 NODE_NAME = "podman-node"
 
@@ -53,19 +54,8 @@ class Api:
         self.host, self.port = parsed.hostname, parsed.port
 
     def request(self, method, path, body=None, content_type="application/json", timeout=10):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            conn.request(method, path, body=data, headers={"Content-Type": content_type,
-                                                           "Authorization": "Bearer pod-runner"})
-            resp = conn.getresponse()
-            raw = resp.read()
-            try:
-                return resp.status, json.loads(raw)
-            except ValueError:
-                return resp.status, raw.decode(errors="replace")
-        finally:
-            conn.close()
+        return testing.api_request(self.host, self.port, method, path, body, content_type,
+                                   {"Authorization": "Bearer pod-runner"}, timeout)
 
     def list(self, path):
         code, body = self.request("GET", path)

@@ -110,21 +110,8 @@ class FakeApiServer:
     def request(self, method, path, body=None, content_type="application/json", headers=None,
                 timeout=10):
         """(status code, decoded JSON body or text) of one request."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            data = body if isinstance(body, (bytes, type(None))) else (
-                body.encode() if isinstance(body, str) else json.dumps(body).encode())
-            hdrs = {"Content-Type": content_type, "Authorization": "Bearer test-token"}
-            hdrs.update(headers or {})
-            conn.request(method, path, body=data, headers=hdrs)
-            resp = conn.getresponse()
-            raw = resp.read()
-            try:
-                return resp.status, json.loads(raw)
-            except ValueError:
-                return resp.status, raw.decode(errors="replace")
-        finally:
-            conn.close()
+        return api_request(self.host, self.port, method, path, body, content_type,
+                           {"Authorization": "Bearer test-token", **(headers or {})}, timeout)
 
     def watch(self, path, resource_version=None, timeout_seconds=10, bookmarks=False, selector=None,
               read_timeout=15):
@@ -200,6 +187,25 @@ class FakeApiServer:
         if code != 200:
             raise RuntimeError(f"{method} {path} answered {code}: {out}")
         return out
+
+
+def api_request(host, port, method, path, body=None, content_type="application/json", headers=None,
+                timeout=10):
+    """(status code, decoded JSON body or text) of one request on a new connection. `body` may be
+    bytes, text, or an object sent as JSON."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        data = body if isinstance(body, (bytes, type(None))) else (
+            body.encode() if isinstance(body, str) else json.dumps(body).encode())
+        conn.request(method, path, body=data, headers={"Content-Type": content_type, **(headers or {})})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, raw.decode(errors="replace")
+    finally:
+        conn.close()
 
 
 KUBECONFIG = """apiVersion: v1

@@ -32,11 +32,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "k8s"))
-from checks import check, results  # noqa: E402
+from checks import check, http_get, results  # noqa: E402
 from podman_node import PodmanNode, podman, skip_reason  # noqa: E402
 from testing import FakeApiServer, kubectl_path  # noqa: E402
 import rbac  # noqa: E402
@@ -70,16 +69,6 @@ def poll(what, fn, timeout, interval=0.5):
         time.sleep(interval)
     log(f"timed out waiting for {what}")
     return value
-
-
-def http_get(url, timeout=3):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
 
 
 class Cluster:
@@ -175,7 +164,7 @@ def stream_chat(url, max_tokens=12, timeout=60):
 
 
 def expert_tokens(pod):
-    code, text = http_get(f"http://{pod['status']['podIP']}:9090/metrics")
+    code, text = http_get(f"http://{pod['status']['podIP']}:9090/metrics", timeout=3)
     return sum(float(v) for v in re.findall(r"^kubemoe_worker_expert_tokens_total\S* (\S+)$", text, re.M)) \
         if code == 200 else None
 

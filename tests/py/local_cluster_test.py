@@ -24,13 +24,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from checks import check, free_port, results
+from checks import check, free_port, http_get, results
 
 KUBEMOE = os.environ["KUBEMOE_BIN"]
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,15 +36,6 @@ SAMPLE = os.path.join(SOURCE, "manifests", "samples", "tiny-cpu.yaml")
 
 
 
-
-def http_get(url, timeout=5):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
 
 
 def wait_for(predicate, seconds, step=0.1):
