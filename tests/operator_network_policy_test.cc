@@ -59,7 +59,8 @@ TEST(NetworkPolicySpecTest, DefaultsAdmitTheRouterToGrpcAndEveryPodToMetrics) {
   ASSERT_EQ(rules.size(), 2u);
   EXPECT_EQ(rules[0]["from"], json::array({kFromRouter}));
   EXPECT_EQ(rules[0]["ports"], json::parse(R"([{"protocol": "TCP", "port": 50051}])"));
-  EXPECT_EQ(rules[1]["from"], json::parse(R"([{"namespaceSelector": {}}])"));
+  EXPECT_EQ(rules[1]["from"], json::parse(R"([{"namespaceSelector": {},
+      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}])"));
   EXPECT_EQ(rules[1]["ports"], json::parse(R"([{"protocol": "TCP", "port": 9090}])"));
 }
 

@@ -90,8 +90,10 @@ struct ImageSpec {
 struct NetworkPolicySpec {
   bool enabled = true;  // false: no policy (an existing one is deleted)
   // JSON array of networking.k8s.io/v1 NetworkPolicyPeer allowed to reach the workers' metrics
-  // port. Default: every pod in every namespace. "[]" = no one.
-  std::string metrics_from_json = R"([{"namespaceSelector":{}}])";
+  // port. Default: pods labelled app.kubernetes.io/name=prometheus (as prometheus-operator and
+  // the prometheus chart label the Prometheus server) in any namespace. "[]" = no one.
+  std::string metrics_from_json =
+      R"([{"namespaceSelector":{},"podSelector":{"matchLabels":{"app.kubernetes.io/name":"prometheus"}}}])";
 };
 
 struct MoEModelSpec {

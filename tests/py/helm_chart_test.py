@@ -113,7 +113,7 @@ def check_network_policy(objects):
           sorted(rules) == sorted(ports.values()) and all(len(r["ports"]) == 1 for r in spec["ingress"]),
           str(spec["ingress"]))
     check("metrics port from networkPolicy.metricsFrom",
-          rules.get(ports["metrics"], {}).get("from") == [{"namespaceSelector": {}}], str(spec["ingress"]))
+          rules.get(ports["metrics"], {}).get("from") == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}], str(spec["ingress"]))
     check("health port from anywhere (kubelet probes)", "from" not in rules.get(ports["health"], {"from": 1}))
 
 
