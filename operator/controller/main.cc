@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -62,6 +63,17 @@ std::string DefaultIdentity() {
   return std::string(host) + suffix;
 }
 
+// A namespace name (RFC 1123 label) or empty. Catches a flag taken as a value: CLI11 reads
+// "--namespace=" as taking the next argument, e.g. "--leader-elect=true".
+const CLI::Validator kNamespaceName(
+    [](std::string& value) -> std::string {
+      bool ok = value.size() <= 63 && (value.empty() || (std::isalnum(static_cast<unsigned char>(value.front())) &&
+                                                         std::isalnum(static_cast<unsigned char>(value.back()))));
+      for (char c : value) ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-');
+      return ok ? std::string() : "\"" + value + "\" is not a namespace name (lower-case letters, digits, '-')";
+    },
+    "NAMESPACE");
+
 int Run(int argc, char** argv) {
   CLI::App app{"kubemoe-operator: reconciles MoEModel resources (kubemoe.io/v1alpha1)"};
   std::string kubeconfig, ns, le_namespace, le_id = "kubemoe-operator", identity;
@@ -69,10 +81,11 @@ int Run(int argc, char** argv) {
   int metrics_port = 8080, health_port = 8081, workers = 2, resync_s = 300, watch_timeout_s = 300;
   int lease_s = 15, renew_s = 10, retry_s = 2;
   app.add_option("--kubeconfig", kubeconfig, "kubeconfig path list (empty = in-cluster, else $KUBECONFIG)");
-  app.add_option("--namespace", ns, "namespace to watch (empty = all)");
+  app.add_option("--namespace", ns, "namespace to watch (empty = all)")->check(kNamespaceName);
   app.add_flag("--leader-elect", leader_elect, "run leader election with a coordination.k8s.io Lease");
   app.add_option("--leader-election-namespace", le_namespace,
-                 "namespace of the Lease (default: the kubeconfig/service-account namespace)");
+                 "namespace of the Lease (default: the kubeconfig/service-account namespace)")
+      ->check(kNamespaceName);
   app.add_option("--leader-election-id", le_id, "name of the Lease")->capture_default_str();
   app.add_option("--leader-election-identity", identity, "holder identity (default: hostname_random)");
   app.add_option("--lease-duration", lease_s, "Lease duration, seconds")->capture_default_str()->check(CLI::PositiveNumber);

@@ -167,6 +167,12 @@ def main():
 
 
 def run(k8s):
+    # "--namespace=" with nothing after it: CLI11 takes the next argument as the value. The
+    # operator must refuse that instead of watching a namespace called "--leader-elect=true".
+    bad = subprocess.run([OPERATOR, "--kubeconfig", k8s.kubeconfig, "--namespace=", "--leader-elect=true"],
+                         capture_output=True, text=True, timeout=10)
+    check("a flag taken as --namespace is refused", bad.returncode != 0 and
+          '"--leader-elect=true" is not a namespace name' in bad.stderr, (bad.returncode, bad.stderr))
     k8s.kubectl("apply", "-f", CRD)
     applied = poll("the MoEModel kind to be served",
                    lambda: k8s.kubectl("apply", "-f", SAMPLE, check=False).returncode == 0, 10)
