@@ -4,9 +4,10 @@
 Usage:
   python tests/k8s/fake_apiserver.py --host 127.0.0.1 --port 0 --ready-file PATH
       [--bookmark-interval SECONDS] [--watch-cache-size N] [--verbose]
+      [--tls-cert PEM --tls-key PEM]
 
 Writes its base URL (http://127.0.0.1:PORT) into PATH once it listens and exits cleanly on
-SIGTERM/SIGINT. Plain HTTP; any bearer token (or none) is accepted. The real `kubectl` and the
+SIGTERM/SIGINT. HTTP, or HTTPS with --tls-cert/--tls-key; any bearer token (or none) is accepted. The real `kubectl` and the
 kubemoe operator both talk to it; tests mark StatefulSets, Deployments and pods ready by writing
 their status through the /status subresource.
 
@@ -38,6 +39,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -231,6 +233,11 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return  # a TLS client that refused our certificate, or one that went away
+        super().handle_error(request, client_address)
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -240,9 +247,20 @@ def main(argv=None):
     parser.add_argument("--bookmark-interval", type=float, default=1.0)
     parser.add_argument("--watch-cache-size", type=int, default=1000)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--tls-cert", default="", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", default="", help="and this key (PEM)")
     args = parser.parse_args(argv)
 
     server = Server((args.host, args.port), Handler)
+    scheme = "http"
+    if args.tls_cert:
+        # HTTPS as a real API server serves it (in-cluster clients insist on it). The handshake
+        # runs on the handler's thread (first read), so a slow client cannot stall accept().
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True,
+                                            do_handshake_on_connect=False)
+        scheme = "https"
     server.store = Store(args.watch_cache_size)
     server.control = Control()
     server.bookmark_interval = args.bookmark_interval
@@ -256,7 +274,7 @@ def main(argv=None):
     thread.start()
     tmp = args.ready_file + ".tmp"
     with open(tmp, "w") as f:
-        f.write(f"http://{host}:{port}\n")
+        f.write(f"{scheme}://{host}:{port}\n")
     os.replace(tmp, args.ready_file)
     while not stop.wait(0.5):
         pass

@@ -7,9 +7,12 @@
         for event in k8s.watch("/api/v1/namespaces/default/configmaps", resource_version="5"):
             ...
 
-The server listens on 127.0.0.1 with a port the kernel picks; `kubeconfig` is a file for it
-(token auth with a dummy token, namespace `default`), and every kubectl call gets its own
-discovery cache directory under the server's temporary directory. Every wait is bounded.
+The server listens on `host` (127.0.0.1 by default) with a port the kernel picks; `kubeconfig` is
+a file for it (token auth with a dummy token, namespace `default`), and every kubectl call gets
+its own discovery cache directory under the server's temporary directory. With `tls=True` it
+serves HTTPS with a certificate for `host` from a throw-away CA (tests/tools/make_test_certs.sh;
+`ca_file` is that CA, and the kubeconfig and these helpers trust it), as in-cluster clients
+require. Every wait is bounded.
 kubectl's typed `create` commands send protobuf; the server decodes only `create ns`,
 `create configmap` and `create secret generic` (use `kubectl apply -f` for other kinds).
 """
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -26,6 +30,8 @@ import time
 import urllib.parse
 
 SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_apiserver.py")
+CERT_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools",
+                           "make_test_certs.sh")
 
 
 def kubectl_path():
@@ -34,10 +40,14 @@ def kubectl_path():
 
 
 class FakeApiServer:
-    def __init__(self, bookmark_interval=1.0, watch_cache_size=1000, python=None, verbose=False):
+    def __init__(self, bookmark_interval=1.0, watch_cache_size=1000, python=None, verbose=False,
+                 host="127.0.0.1", tls=False):
         self.args = ["--bookmark-interval", str(bookmark_interval),
                      "--watch-cache-size", str(watch_cache_size)] + (["--verbose"] if verbose else [])
         self.python = python or sys.executable
+        self.bind_host, self.tls = host, tls
+        self.ca_file = None
+        self.ssl_context = None
         self.proc = None
         self.dir = None
 
@@ -47,8 +57,17 @@ class FakeApiServer:
         ready = os.path.join(self.dir, "ready")
         self.log_path = os.path.join(self.dir, "server.log")
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([self.python, SERVER, "--host", "127.0.0.1", "--port", "0",
-                                      "--ready-file", ready] + self.args,
+        tls_args = []
+        if self.tls:
+            certs = os.path.join(self.dir, "certs")
+            subprocess.run(["bash", CERT_SCRIPT, certs, f"IP:{self.bind_host}"], check=True,
+                           capture_output=True, timeout=60)
+            tls_args = ["--tls-cert", os.path.join(certs, "server", "tls.crt"),
+                        "--tls-key", os.path.join(certs, "server", "tls.key")]
+            self.ca_file = os.path.join(certs, "ca", "ca.crt")
+            self.ssl_context = ssl.create_default_context(cafile=self.ca_file)
+        self.proc = subprocess.Popen([self.python, SERVER, "--host", self.bind_host, "--port", "0",
+                                      "--ready-file", ready] + tls_args + self.args,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while not os.path.exists(ready):
@@ -62,7 +81,8 @@ class FakeApiServer:
         self.host, self.port = parsed.hostname, parsed.port
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
         with open(self.kubeconfig, "w") as f:
-            f.write(KUBECONFIG.format(url=self.url))
+            ca = f"\n    certificate-authority: {self.ca_file}" if self.ca_file else ""
+            f.write(KUBECONFIG.format(url=self.url, ca=ca))
         return self
 
     def __exit__(self, *exc):
@@ -111,7 +131,8 @@ class FakeApiServer:
                 timeout=10):
         """(status code, decoded JSON body or text) of one request."""
         return api_request(self.host, self.port, method, path, body, content_type,
-                           {"Authorization": "Bearer test-token", **(headers or {})}, timeout)
+                           {"Authorization": "Bearer test-token", **(headers or {})}, timeout,
+                           self.ssl_context)
 
     def watch(self, path, resource_version=None, timeout_seconds=10, bookmarks=False, selector=None,
               read_timeout=15):
@@ -125,6 +146,8 @@ class FakeApiServer:
         if selector:
             query["labelSelector"] = selector
         sock = socket.create_connection((self.host, self.port), timeout=read_timeout)
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
         try:
             target = path + "?" + urllib.parse.urlencode(query)
             sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
@@ -190,10 +213,11 @@ class FakeApiServer:
 
 
 def api_request(host, port, method, path, body=None, content_type="application/json", headers=None,
-                timeout=10):
-    """(status code, decoded JSON body or text) of one request on a new connection. `body` may be
-    bytes, text, or an object sent as JSON."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+                timeout=10, ssl_context=None):
+    """(status code, decoded JSON body or text) of one request on a new connection (HTTPS when
+    `ssl_context` is given). `body` may be bytes, text, or an object sent as JSON."""
+    conn = (http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl_context)
+            if ssl_context else http.client.HTTPConnection(host, port, timeout=timeout))
     try:
         data = body if isinstance(body, (bytes, type(None))) else (
             body.encode() if isinstance(body, str) else json.dumps(body).encode())
@@ -213,7 +237,7 @@ kind: Config
 clusters:
 - name: fake
   cluster:
-    server: {url}
+    server: {url}{ca}
 users:
 - name: tester
   user:

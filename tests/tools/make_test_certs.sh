@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Makes throw-away certificates for the mutual-TLS tests, laid out like Kubernetes TLS Secrets
 # (tls.crt, tls.key, ca.crt), with the openssl CLI. Valid for two days from now.
-#   tests/tools/make_test_certs.sh OUT [DNS-NAME...]
+#   tests/tools/make_test_certs.sh OUT [NAME...]     (NAME: a DNS name, or IP:ADDRESS)
 # writes
-#   OUT/server/  a worker certificate for DNS:localhost, IP:127.0.0.1 and every DNS-NAME given,
+#   OUT/server/  a server certificate for DNS:localhost, IP:127.0.0.1 and every NAME given,
 #                also good as a client certificate (one Secret can serve router and workers)
 #   OUT/client/  a router (client) certificate from the same CA
 #   OUT/other/   a certificate for the same names from a different CA, with that CA as ca.crt
 # Keys are EC P-256. Files are world-readable (as a Secret volume's default mode makes them), so
 # containers running as a non-root user can read them.
 set -euo pipefail
-out=${1:?usage: make_test_certs.sh OUT [DNS-NAME...]}
+out=${1:?usage: make_test_certs.sh OUT [NAME...]}
 shift
 names="DNS:localhost,IP:127.0.0.1"
-for n in "$@"; do names+=",DNS:$n"; done
+for n in "$@"; do [[ $n == IP:* ]] && names+=",$n" || names+=",DNS:$n"; done
 mkdir -p "$out"/{ca,other-ca,server,client,other}
 
 ca() {  # dir cn
