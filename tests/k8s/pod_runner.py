@@ -6,8 +6,9 @@ Usage:
   python tests/k8s/pod_runner.py --server URL --namespace NS --node-root DIR --state-dir DIR
       --network NAME --run-id ID [--time-scale 1.0] [--backoff 10] [--max-grace 30]
       [--podman-flags "..."] [--ready-file PATH]
+      [--ca PEM --service-host ADDRESS --service-port PORT]   (pods that call the API server)
 
-It plays three parts of a cluster for one namespace:
+It plays four parts of a cluster for one namespace:
   * the StatefulSet and Deployment controllers: creates the Pods of each workload's template
     (StatefulSet pods NAME-i with the pod-index label, Parallel creation, RollingUpdate one pod at
     a time from the highest ordinal once all are Ready; Deployment pods NAME-HASH-XXXXX owned by
@@ -15,6 +16,7 @@ It plays three parts of a cluster for one namespace:
     ones on scale-down, and writes each workload's status (replicas, ready, updated, available,
     revisions, observedGeneration);
   * the scheduler: binds every Pod to this node (spec.nodeName);
+  * the garbage collector, for pods only: deletes a Pod whose StatefulSet or Deployment is gone;
   * the kubelet (pod_worker.PodWorker per Pod): volumes, the container, probes, restarts, status.
 Every Pod gets the DNS names its Services give it (SERVICE, SERVICE.NS, SERVICE.NS.svc and the
 .cluster.local form for every Service selecting it; HOSTNAME.SUBDOMAIN.NS.svc for StatefulSet
@@ -32,6 +34,7 @@ import os
 import random
 import shlex
 import signal
+import ssl
 import string
 import sys
 import threading
@@ -47,15 +50,21 @@ NODE_NAME = "podman-node"
 
 
 class Api:
-    """JSON over HTTP to the API server; a new connection per request (thread safe)."""
+    """JSON over HTTP(S) to the API server; a new connection per request (thread safe)."""
 
-    def __init__(self, url):
+    def __init__(self, url, ca_file=None):
         parsed = urllib.parse.urlsplit(url)
         self.host, self.port = parsed.hostname, parsed.port
+        self.ssl_context = ssl.create_default_context(cafile=ca_file) if parsed.scheme == "https" else None
+
+    def connection(self, timeout):
+        if self.ssl_context:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ssl_context)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def request(self, method, path, body=None, content_type="application/json", timeout=10):
         return testing.api_request(self.host, self.port, method, path, body, content_type,
-                                   {"Authorization": "Bearer pod-runner"}, timeout)
+                                   {"Authorization": "Bearer pod-runner"}, timeout, self.ssl_context)
 
     def list(self, path):
         code, body = self.request("GET", path)
@@ -63,7 +72,7 @@ class Api:
 
     def watch_lines(self, path, timeout_seconds=30):
         """Yields one decoded event per line until the stream ends."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_seconds + 10)
+        conn = self.connection(timeout_seconds + 10)
         try:
             conn.request("GET", f"{path}?watch=true&timeoutSeconds={timeout_seconds}",
                          headers={"Authorization": "Bearer pod-runner"})
@@ -99,7 +108,9 @@ def int_or_percent(value, total, round_up):
 
 class PodRunner:
     def __init__(self, args):
-        self.api = Api(args.server)
+        self.api = Api(args.server, args.ca or None)
+        self.api_ca = args.ca or None
+        self.service_host, self.service_port = args.service_host, args.service_port
         self.ns = args.namespace
         self.node_root = os.path.abspath(args.node_root)
         self.state_dir = os.path.abspath(args.state_dir)
@@ -131,6 +142,12 @@ class PodRunner:
         """The ConfigMap or Secret (kind "configmaps" / "secrets") `name`, as last listed."""
         with self.lock:
             return self.cache[kind].get(name)
+
+    def service_env(self):
+        """What every kubelet puts in every container: where the API server is."""
+        if not self.service_host:
+            return {}
+        return {"KUBERNETES_SERVICE_HOST": self.service_host, "KUBERNETES_SERVICE_PORT": str(self.service_port)}
 
     def dns_names(self, pod):
         meta, spec = pod["metadata"], pod["spec"]
@@ -200,6 +217,16 @@ class PodRunner:
             self.cache = {"configmaps": {c["metadata"]["name"]: c for c in config_maps},
                           "secrets": {s["metadata"]["name"]: s for s in secrets},
                           "services": services}
+        # The garbage collector's part for pods: one whose controller is gone goes too (a pass can
+        # create a pod for a workload deleted after it was listed).
+        owners = {o["metadata"]["uid"] for o in sets + deployments}
+
+        def orphan(pod):
+            refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")]
+            return bool(refs) and refs[0].get("kind") in ("StatefulSet", "Deployment") and refs[0]["uid"] not in owners
+        for pod in [p for p in pods if orphan(p)]:
+            self.delete_pod(pod)
+        pods = [p for p in pods if not orphan(p)]
         for sts in sets:
             self.sync_stateful_set(sts, [p for p in pods if owned_by(p, sts)])
         for deployment in deployments:
@@ -355,6 +382,9 @@ def main():
     parser.add_argument("--max-grace", type=int, default=30, help="cap on stop timeouts (s)")
     parser.add_argument("--podman-flags", default="", help="extra `podman run` flags (ulimits)")
     parser.add_argument("--ready-file", default="")
+    parser.add_argument("--ca", default="", help="the API server's CA (HTTPS); pods get it as ca.crt")
+    parser.add_argument("--service-host", default="", help="KUBERNETES_SERVICE_HOST for pods")
+    parser.add_argument("--service-port", type=int, default=0, help="KUBERNETES_SERVICE_PORT for pods")
     args = parser.parse_args()
     runner = PodRunner(args)
     signal.signal(signal.SIGTERM, lambda *_: (runner.stopping.set(), runner.wake()))

@@ -8,7 +8,11 @@ node and stops it when the Pod is gone). Like a kubelet's pod worker, it
     values base64-decoded), emptyDir as an empty world-writable directory, hostPath under the
     node root (type Directory is checked);
   * runs the container (podman_pod_spec.run_args) on the runner's podman network with the DNS
-    names the pod's Services give it, and waits for it to exit;
+    names the pod's Services give it, KUBERNETES_SERVICE_HOST/PORT (the API server, as every
+    kubelet sets them) and, unless automountServiceAccountToken is false, the service account's
+    token, ca.crt and namespace at /var/run/secrets/kubernetes.io/serviceaccount (the token is the
+    text `serviceaccount:NAMESPACE:NAME`, which the test API server logs as the caller), and
+    waits for it to exit;
   * runs the startup, readiness and liveness probes the container declares (httpGet, grpc,
     tcpSocket, exec) from the node against the pod IP, with periods multiplied by the runner's
     time scale; a failed startup or liveness probe kills the container;
@@ -236,7 +240,8 @@ class PodWorker(threading.Thread):
                         "--network", self.runner.network] + self.runner.podman_limits
         for alias in self.runner.dns_names(self.pod):
             cmd += ["--network-alias", alias]
-        cmd += podman_pod_spec.run_args(self.pod, self.container, volume_dirs)
+        cmd += podman_pod_spec.run_args(self.pod, self.container, volume_dirs,
+                                        self.runner.service_env(), self.service_account_mounts())
         started = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if started.returncode != 0:
             return started.returncode, "StartError: " + started.stderr.strip()[-300:]
@@ -266,6 +271,19 @@ class PodWorker(threading.Thread):
         self.runner.save_logs(self.container_name)
         subprocess.run(podman + ["rm", "-f", self.container_name], capture_output=True, timeout=120)
         return code, reason
+
+    def service_account_mounts(self):
+        if self.pod["spec"].get("automountServiceAccountToken") is False or not self.runner.api_ca:
+            return []
+        account = self.pod["spec"].get("serviceAccountName") or "default"
+        path = os.path.join(self.dir, "serviceaccount")
+        os.makedirs(path, exist_ok=True)
+        namespace = self.pod["metadata"]["namespace"]
+        for name, text in (("token", f"serviceaccount:{namespace}:{account}"), ("namespace", namespace)):
+            with open(os.path.join(path, name), "w") as f:
+                f.write(text)
+        shutil.copyfile(self.runner.api_ca, os.path.join(path, "ca.crt"))
+        return [(path, "/var/run/secrets/kubernetes.io/serviceaccount")]
 
     def _wait_exit(self, exited):
         out = subprocess.run(self.runner.podman + ["wait", self.container_name],

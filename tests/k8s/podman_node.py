@@ -1,15 +1,19 @@
 """Test helper: a podman-backed node (tests/k8s/pod_runner.py) for a FakeApiServer, for the length
 of a `with` block.
 
-    with FakeApiServer() as k8s, PodmanNode(k8s, time_scale=0.1) as node:
+    with PodmanNode(time_scale=0.1) as node, FakeApiServer(host=node.gateway, tls=True) as k8s:
+        node.start_runner(k8s)              # pods can now reach the API server at node.gateway
         os.makedirs(node.host_path("/var/lib/kubemoe/models/tiny"))   # the node's filesystem
-        ...kubectl apply...; node.containers() lists this run's containers
+        ...kubectl apply...; node.containers() lists this run's pod containers
 
 Makes a podman network of its own (pods reach each other by IP and by their Services' DNS names;
-the host reaches every pod IP), a node root directory (hostPath volumes resolve under it) and a
-state directory, and runs the pod runner as a child process. On exit it stops the runner (which
-stops its containers), then force-removes any container still carrying this run's label, the
-network and the directories. `skip_reason()` says why containers cannot run here (None when
+the host reaches every pod IP, and pods reach the host at `gateway`), held up by an idle "node"
+container so the gateway address exists before any pod runs (an API server can bind it), a node
+root directory (hostPath volumes resolve under it) and a state directory. start_runner runs the
+pod runner as a child process; pods get KUBERNETES_SERVICE_HOST/PORT and, with an HTTPS API
+server, a service-account token and its CA. On exit it stops the runner (which stops its
+containers), then force-removes any container still carrying this run's labels, the network and
+the directories. `skip_reason()` says why containers cannot run here (None when
 they can): not root, podman or runc missing, or an image missing or older than the binary
 next to the test (each image carries its binary's sha256 as a label, scripts/build_images.sh).
 """
@@ -78,13 +82,13 @@ def skip_reason(binaries):
 
 
 class PodmanNode:
-    def __init__(self, k8s, namespace="default", time_scale=0.1, backoff=10.0, max_grace=5):
-        self.k8s = k8s
+    def __init__(self, namespace="default", time_scale=0.1, backoff=10.0, max_grace=5):
         self.namespace = namespace
         self.time_scale, self.backoff, self.max_grace = time_scale, backoff, max_grace
         self.run_id = "t" + uuid.uuid4().hex[:10]
         self.network = f"kubemoe-{self.run_id}"
         self.proc = None
+        self._log = None
 
     def __enter__(self):
         self.dir = tempfile.mkdtemp(prefix="podman-node-")
@@ -93,24 +97,39 @@ class PodmanNode:
         self.state_dir = os.path.join(self.dir, "state")
         os.makedirs(self.node_root, mode=0o755)
         os.makedirs(self.state_dir, mode=0o755)
-        podman("network", "create", self.network)
+        try:
+            podman("network", "create", self.network)
+            self.gateway = podman("network", "inspect", self.network, "--format",
+                                  "{{range .Subnets}}{{.Gateway}}{{end}}").stdout.strip()
+            # netavark makes the bridge (and the gateway address) when a first container joins.
+            podman("run", "-d", "--name", f"kubemoe-node-{self.run_id}", "--label",
+                   f"kubemoe.test/node={self.run_id}", "--network", self.network, "--pull", "never",
+                   *podman_limit_flags().split(), "--entrypoint", "sleep", image_name("worker"), "infinity")
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def start_runner(self, k8s):
+        """Runs the pod runner against `k8s` (a FakeApiServer) until the block ends."""
         self.log_path = os.path.join(self.dir, "pod-runner.log")
         self._log = open(self.log_path, "wb")
         ready = os.path.join(self.dir, "ready")
+        api = ["--ca", k8s.ca_file] if k8s.ca_file else []
+        if k8s.host == self.gateway:
+            api += ["--service-host", self.gateway, "--service-port", str(k8s.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, RUNNER, "--server", self.k8s.url, "--namespace", self.namespace,
+            [sys.executable, RUNNER, "--server", k8s.url, "--namespace", self.namespace,
              "--node-root", self.node_root, "--state-dir", self.state_dir, "--network", self.network,
              "--run-id", self.run_id, "--time-scale", str(self.time_scale), "--backoff",
              str(self.backoff), "--max-grace", str(self.max_grace), "--podman-flags",
-             podman_limit_flags(), "--ready-file", ready],
+             podman_limit_flags(), "--ready-file", ready, *api],
             stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while not os.path.exists(ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
                 raise RuntimeError(f"pod runner did not start: {self.runner_log()}")
             time.sleep(0.05)
-        return self
 
     def __exit__(self, *exc):
         if self.proc is not None and self.proc.poll() is None:
@@ -120,10 +139,12 @@ class PodmanNode:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        for name in self.containers(all_states=True):
-            podman("rm", "-f", "-t", "0", name, check=False)
+        for label in ("runner", "node"):
+            out = podman("ps", "-aq", "--filter", f"label=kubemoe.test/{label}={self.run_id}", check=False)
+            for container in out.stdout.split():
+                podman("rm", "-f", "-t", "0", container, check=False)
         podman("network", "rm", "-f", self.network, check=False)
-        if getattr(self, "_log", None):
+        if self._log:
             self._log.close()
         if not os.environ.get("KUBEMOE_KEEP_PODMAN_NODE_DIR"):
             shutil.rmtree(self.dir, ignore_errors=True)

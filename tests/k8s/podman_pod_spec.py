@@ -15,6 +15,7 @@ it. What is translated, and how:
        seccompProfile RuntimeDefault (podman's default profile) or Unconfined
   resources.limits memory (--memory) and cpu (--cpus); requests are recorded only
   hostname/subdomain (--hostname), terminationGracePeriodSeconds (the stop timeout)
+  serviceAccountName/automountServiceAccountToken: the pod worker mounts a token (see pod_worker)
 Not translated (accepted, no effect here): ports (pods share one podman network, so a container
 port is reachable at the pod IP without publishing), probes (the pod worker runs them),
 nodeSelector, tolerations, affinity, enableServiceLinks (no service variables are injected).
@@ -173,14 +174,19 @@ def check_pod_spec(pod_spec):
             raise Unsupported(f"volume {volume['name']!r} of type {sorted(kinds)}")
 
 
-def run_args(pod, container, volume_dirs):
-    """`podman run` arguments after `run`, up to and including the image and its arguments."""
+def run_args(pod, container, volume_dirs, node_env=None, node_mounts=()):
+    """`podman run` arguments after `run`, up to and including the image and its arguments.
+    node_env: variables the kubelet adds before the container's own (KUBERNETES_SERVICE_HOST/PORT);
+    node_mounts: (host dir, container path) pairs it mounts read-only (the service-account token)."""
     spec = pod["spec"]
-    env = container_env(pod, container)
+    env = dict(node_env or {})
+    env.update(container_env(pod, container))
     args = ["--hostname", spec.get("hostname") or pod["metadata"]["name"]]
     args += security_args(spec, container)
     args += resource_args(container)
     args += volume_args(spec, container, volume_dirs)
+    for host_dir, path in node_mounts:
+        args += ["-v", f"{host_dir}:{path}:ro"]
     for name, value in env.items():
         args += ["-e", f"{name}={value}"]
     if container.get("command"):

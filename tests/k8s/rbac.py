@@ -15,10 +15,6 @@ A ClusterRole's rules apply in every namespace; a Role's only in its namespace. 
 the calls no rule allows, and the (group, resource, verb) grants of the rules that no call used.
 """
 
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 class Rule:
     def __init__(self, rule, namespace=None):
@@ -89,15 +85,8 @@ def rules_of(objects, role_namespace):
 def chart_rules(namespace):
     """The rules charts/kubemoe grants the operator (default values), its Roles placed in
     `namespace`, as Helm's own engine renders them."""
-    import yaml
-    from helm_python import chart as helm_chart
-    rendered = helm_chart.Chart.load(os.path.join(ROOT, "charts", "kubemoe")).render(
-        {}, name="kubemoe", namespace=namespace, is_install=True)
-    objects = []
-    for path in sorted(rendered):
-        if path.endswith(".yaml"):
-            objects += [d for d in yaml.safe_load_all(rendered[path]) if d]
-    return rules_of(objects, namespace)
+    import chart
+    return rules_of(chart.render(namespace), namespace)
 
 
 def audit(requests, rules, namespace):
