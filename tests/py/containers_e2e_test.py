@@ -5,9 +5,12 @@ kubelet for the fake API server).
 Run by ctest (test `containers_e2e`). Skips (77) when containers cannot run here (not root, no
 podman, images missing or older than build/; see tests/k8s/podman_node.py) unless
 KUBEMOE_REQUIRE_CONTAINERS=1 (CI), when that is a failure. Covers, in order:
-  1. kubectl applies the CRD and manifests/samples/tiny-cpu.yaml unchanged (its hostPath model
-     directory made on the node); the operator (a host process, leader-elected) reconciles; the
-     worker and router containers start with the pods' security context; the MoEModel turns Ready.
+  1. The operator is installed from the chart (rendered by Helm's engine, applied by kubectl) and
+     runs from its image with in-cluster credentials (a service-account token, the API server's
+     CA) against the test API server over HTTPS. kubectl applies the CRD and
+     manifests/samples/tiny-cpu.yaml unchanged (its hostPath model directory made on the node);
+     the operator reconciles; the worker and router containers start with the pods' security
+     context; the MoEModel turns Ready.
   2. The official `openai` client streams a chat completion through the router container's pod IP;
      the workers' /metrics show the experts ran in the worker containers.
   3. `kubectl scale moe/tiny --replicas=3`: three worker containers, the pods roll to the new
@@ -20,14 +23,14 @@ KUBEMOE_REQUIRE_CONTAINERS=1 (CI), when that is a failure. Covers, in order:
   6. `spec.tls` with a Secret (made with tests/tools/make_test_certs.sh, created with kubectl):
      router and workers speak mutual TLS, an answer still streams, and a worker container refuses
      gRPC (the `grpcio` client) in plaintext, without a client certificate and with another CA's.
-  7. Every request the operator made is allowed by the chart's RBAC rules, and every rule was used
+  7. Uninstalling the chart stops the operator's container. Every request the operator made (its
+     service account's token) is allowed by the chart's RBAC rules, and every rule was used
      (tests/k8s/rbac.py).
 Every wait is a bounded poll; the operator, the runner and every container are stopped at the end.
 """
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 import threading
@@ -38,16 +41,17 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "k8s"))
 from checks import check, http_get, results  # noqa: E402
 from podman_node import PodmanNode, podman, skip_reason  # noqa: E402
 from testing import FakeApiServer, kubectl_path  # noqa: E402
+import chart  # noqa: E402
 import rbac  # noqa: E402
 
 KUBEMOE = os.environ["KUBEMOE_BIN"]
 BIN_DIR = os.environ["KUBEMOE_BINARY_DIR"]
-OPERATOR = os.environ["KUBEMOE_OPERATOR_BIN"]
 CRD = os.path.join(SOURCE, "operator", "crd", "moemodels.kubemoe.io.yaml")
 SAMPLE = os.path.join(SOURCE, "manifests", "samples", "tiny-cpu.yaml")
 MODEL_HOST_PATH = "/var/lib/kubemoe/models/tiny"  # the sample's spec.model.source.hostPath.path
 NS = "default"
-OPERATOR_TOKEN = "kubemoe-operator"
+OPERATOR_TOKEN = f"serviceaccount:{NS}:kubemoe"  # the chart's ServiceAccount, as the runner mounts it
+OPERATOR_COMPONENT = "operator"
 WORKERS, ROUTER = "expert-shard", "router"  # app.kubernetes.io/component of the operator's pods
 T0 = time.monotonic()
 
@@ -76,42 +80,29 @@ class Cluster:
 
     def __init__(self, k8s, node):
         self.k8s, self.node = k8s, node
-        self.operator = None
+        self.chart_file = None
 
-    def start_operator(self):
-        kubeconfig = os.path.join(self.k8s.dir, "operator-kubeconfig")
-        with open(self.k8s.kubeconfig) as f:
-            text = f.read().replace("token: test-token", f"token: {OPERATOR_TOKEN}")
-        with open(kubeconfig, "w") as f:
-            f.write(text)
-        self.operator_log = os.path.join(self.k8s.dir, "operator.log")
-        self.operator = subprocess.Popen(
-            [OPERATOR, "--kubeconfig", kubeconfig, "--namespace", NS, "--health-port", "0",
-             "--metrics-port", "0", "--leader-elect", "--leader-election-namespace", NS,
-             "--leader-election-identity", "operator-e2e"],
-            stdout=subprocess.PIPE, stderr=open(self.operator_log, "wb"))
-        # It prints its ports once it listens; wait for that so it is up before we go on.
-        buf, deadline = b"", time.monotonic() + 15
-        while b"metrics port" not in buf and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.operator.stdout], [], [], 0.2)
-            if ready:
-                chunk = os.read(self.operator.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                buf += chunk
+    def install_operator(self):
+        """`helm install`: the chart rendered by Helm's engine, applied with kubectl; the runner
+        starts the operator's Deployment from its image, with in-cluster credentials."""
+        self.chart_file = os.path.join(self.node.dir, "chart.yaml")
+        with open(self.chart_file, "w") as f:
+            f.write(chart.render_yaml(NS))
+        self.k8s.kubectl("apply", "-f", self.chart_file)
+        return poll("the operator pod Ready", lambda: self.ready_pods(OPERATOR_COMPONENT), 90, 1.0)
 
-    def stop_operator(self):
-        if self.operator and self.operator.poll() is None:
-            self.operator.terminate()
-            try:
-                self.operator.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait(timeout=5)
+    def uninstall_operator(self):
+        """`helm uninstall`: the chart's objects deleted; the runner stops the operator's pod."""
+        self.k8s.kubectl("delete", "-f", self.chart_file, "--wait=false")
+        return poll("the operator container to go",
+                    lambda: not [c for c in self.node.containers() if c.startswith("k8s_kubemoe-")], 60, 1.0)
 
     def operator_logs(self):
-        with open(self.operator_log, errors="replace") as f:
-            return f.read()[-3000:]
+        pods = self.pods(OPERATOR_COMPONENT)
+        return self.node.container_logs(pods[0]["metadata"]["name"], 40) if pods else self.node.runner_log()
+
+    def model_containers(self):
+        return [c for c in self.node.containers() if c.startswith("k8s_tiny-")]
 
     def get(self, path):
         code, obj = self.k8s.request("GET", path)
@@ -184,12 +175,15 @@ def run(cluster):
                    lambda: k8s.kubectl("apply", "-f", SAMPLE, check=False).returncode == 0, 15)
     if not check("sample applied", applied):
         return
-    cluster.start_operator()
+    if not check("the chart's operator pod runs and is Ready", cluster.install_operator(),
+                 cluster.node.runner_log()[-3000:]):
+        return
     ready = poll("MoEModel Ready with 2 shards", lambda: cluster.model_ready(2), 180, 1.0)
     log(f"Ready: {bool(ready)}; containers {node.containers()}")
     if not check("MoEModel Ready from running containers", ready, cluster.diagnose() + cluster.operator_logs()):
         return
-    check("three containers run (2 workers, 1 router)", len(node.containers()) == 3, node.containers())
+    check("three model containers run (2 workers, 1 router)", len(cluster.model_containers()) == 3,
+          node.containers())
     worker = node.container_of("tiny-experts-0")
     inspect = json.loads(podman("inspect", worker).stdout)[0]
     host = inspect["HostConfig"]
@@ -218,7 +212,7 @@ def run(cluster):
     k8s.kubectl("scale", "moe/tiny", "--replicas=3")
     ready = poll("Ready with 3 shards", lambda: cluster.model_ready(3)
                  and cluster.model()["status"].get("placementVersion") != version_before
-                 and len(node.containers()) == 4 and cluster.router_url(), 180, 1.0)
+                 and len(cluster.model_containers()) == 4 and cluster.router_url(), 180, 1.0)
     log(f"scaled: {bool(ready)}; containers {node.containers()}")
     check("scaled to 3 shards, Ready", ready, cluster.diagnose())
     router_args = cluster.ready_pods(ROUTER)[0]["spec"]["containers"][0]["args"] if ready else []
@@ -284,9 +278,11 @@ def run(cluster):
 
 def delete_model(cluster):
     cluster.k8s.kubectl("delete", "moe", "tiny")
-    gone = poll("every container to go", lambda: not cluster.node.containers(all_states=True)
-                and not cluster.pods(WORKERS) and not cluster.pods(ROUTER), 90, 1.0)
-    return check("kubectl delete removes every pod and container", gone, cluster.node.containers(all_states=True))
+    gone = poll("every model container to go", lambda: not [
+        c for c in cluster.node.containers(all_states=True) if c.startswith("k8s_tiny-")]
+        and not cluster.pods(WORKERS) and not cluster.pods(ROUTER), 90, 1.0)
+    return check("kubectl delete removes every pod and container of the model", gone,
+                 cluster.node.containers(all_states=True))
 
 
 def grpc_health(address, credentials, host):
@@ -354,7 +350,8 @@ def run_tls(cluster):
 def audit_rbac(cluster):
     """Every request the operator made is allowed by the chart's RBAC, and every rule was used."""
     k8s = cluster.k8s
-    cluster.stop_operator()
+    check("uninstalling the chart stops the operator's container", cluster.uninstall_operator(),
+          cluster.node.containers())
     calls = [r for r in k8s.requests() if r.get("token") == OPERATOR_TOKEN]
     rules = rbac.chart_rules(namespace=NS)
     denied, unused = rbac.audit(calls, rules, NS)
@@ -367,7 +364,7 @@ def main():
     if kubectl_path() is None:
         print("FAIL: kubectl not found (set KUBECTL or put it on PATH)")
         return 1
-    binaries = {c: os.path.join(BIN_DIR, f"kubemoe-{c}") for c in ("router", "worker")}
+    binaries = {c: os.path.join(BIN_DIR, f"kubemoe-{c}") for c in ("operator", "router", "worker")}
     reason = skip_reason(binaries)
     if reason:
         if os.environ.get("KUBEMOE_REQUIRE_CONTAINERS") == "1":
@@ -375,14 +372,15 @@ def main():
             return 1
         print(f"SKIPPED: {reason}")
         return 77
-    with FakeApiServer(bookmark_interval=1.0) as k8s, PodmanNode(k8s, NS, time_scale=0.1, backoff=10.0) as node:
+    # The API server listens on the pod network's gateway with HTTPS, so the operator's pod can
+    # reach it with in-cluster credentials.
+    with PodmanNode(NS, time_scale=0.1, backoff=10.0) as node, \
+            FakeApiServer(bookmark_interval=1.0, host=node.gateway, tls=True) as k8s:
+        node.start_runner(k8s)
         cluster = Cluster(k8s, node)
-        try:
-            if run(cluster):  # the TLS model reuses the name, so only after a clean delete
-                run_tls(cluster)
-            audit_rbac(cluster)
-        finally:
-            cluster.stop_operator()
+        if run(cluster):  # the TLS model reuses the name, so only after a clean delete
+            run_tls(cluster)
+        audit_rbac(cluster)
     print(f"{results['passed']} passed, {results['failed']} failed in {time.monotonic() - T0:.1f}s")
     return 1 if results["failed"] else 0
 
