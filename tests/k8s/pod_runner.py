@@ -36,6 +36,7 @@ import shlex
 import signal
 import ssl
 import string
+import subprocess
 import sys
 import threading
 import time
@@ -172,7 +173,6 @@ class PodRunner:
     def save_logs(self, container_name):
         out = os.path.join(self.logs_dir, container_name + ".log")
         with open(out, "wb") as f:
-            import subprocess
             subprocess.run(self.podman + ["logs", container_name], stdout=f, stderr=subprocess.STDOUT,
                            timeout=60)
 
