@@ -6,7 +6,8 @@
 #   2. ldd inside each image finds every shared library;
 #   3. a real start: two worker shards and a router on a tiny random model, the router's
 #      /healthz, /readyz, /v1/models and one /v1/chat/completions answered.
-# Host networking on 127.0.0.1 only (podman's bridge needs iptables, absent on these machines).
+# Host networking on 127.0.0.1 only: quick, and no bridge needed (the container tests,
+# tests/py/containers_e2e_test.py, run pods on a podman bridge network of their own).
 # Everything it starts is named kubemoe-check-* and removed on exit.
 #   scripts/check_images.sh            (KUBEMOE_CLI: the kubemoe CLI that makes the tiny model;
 #                                       default build/kubemoe)
