@@ -35,9 +35,10 @@ import re
 import sys
 
 import yaml
-from helm_python import chart as helm_chart
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "k8s"))
+import chart  # noqa: E402
 from checks import check, results  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -289,13 +290,6 @@ def pod_templates(obj):
     return []
 
 
-def render_chart(values):
-    rendered = helm_chart.Chart.load(os.path.join(ROOT, "charts/kubemoe")).render(
-        values, name="kubemoe", namespace="kubemoe-system", is_install=True)
-    return [d for path in sorted(rendered) if path.endswith(".yaml")
-            for d in yaml.safe_load_all(rendered[path]) if d]
-
-
 CHART_VALUES = {
     "default": None,
     "serviceMonitor, one namespace, no leader election": {
@@ -321,7 +315,7 @@ CHART_VALUES = {
 def chart_pods():
     """(label, pod template, model source kind) for every chart render."""
     for label, values in CHART_VALUES.items():
-        templates = [(o, t) for o in render_chart(values) for t in pod_templates(o)]
+        templates = [(o, t) for o in chart.render("kubemoe-system", values) for t in pod_templates(o)]
         check(f"chart [{label}] renders exactly one pod template", len(templates) == 1,
               str([o["kind"] for o, _ in templates]))
         for o, t in templates:
